@@ -1,0 +1,30 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** ../shared/reference beside the clone (CI lays it there too); VCO_LAB_REFERENCE overrides */
+export const REFERENCE_DIR = process.env.VCO_LAB_REFERENCE ?? resolve(REPO, '..', 'shared', 'reference');
+
+export const PUBLIC_CASES = ['idefics3-public', 'llava-public', 'idefics3-public-visionlora', 'llava-public-visionlora']
+  .map((name) => ({ name, dir: join(REFERENCE_DIR, name) }));
+
+export function requireReference(): void {
+  if (!existsSync(join(REFERENCE_DIR, 'README.md'))) {
+    throw new Error(`reference cases not found at ${REFERENCE_DIR}: put ../shared/reference beside the clone ` +
+      'or set VCO_LAB_REFERENCE');
+  }
+}
+
+/** a seeded PRNG (mulberry32) so that every random test is repeatable */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
