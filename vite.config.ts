@@ -13,5 +13,14 @@ export default defineConfig({
   server: { headers: isolation, port: 5173 },
   preview: { headers: isolation, port: 4173 },
   worker: { format: 'es' },
+  optimizeDeps: {
+    // onnxruntime-web finds its .wasm (and starts its wasm threads) relative to its own file: serve
+    // node_modules/onnxruntime-web/dist as is rather than pre-bundled into .vite/deps
+    exclude: ['onnxruntime-web'],
+    // dependencies first met in the engine worker: optimise them up front, or the dev server re-optimises
+    // and reloads the page mid-run when a worker first imports them
+    include: ['comlink', 'onnx-proto'],
+    entries: ['index.html', 'src/worker/engine.worker.ts'],
+  },
   build: { target: 'es2022' },
 });

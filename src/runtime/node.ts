@@ -8,18 +8,19 @@ import { type EP, type OrtModule, Runtime } from './runtime.js';
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 /**
- * Dawn needs a Vulkan driver. On a machine without a GPU driver, Debian's chromium ships SwiftShader (a CPU
- * Vulkan): use it when no other driver is registered, and say so.
+ * Dawn needs a Vulkan driver. On a machine with no GPU device (no /dev/dri render node, no /dev/nvidia*), the
+ * Mesa ICDs that come with Debian's chromium find nothing and Dawn refuses lavapipe; chromium also ships
+ * SwiftShader (a CPU Vulkan), so use it there, and say so.
  */
 function vulkanNote(): string {
   if (process.env.VK_ICD_FILENAMES) return `Vulkan ICD ${process.env.VK_ICD_FILENAMES}`;
-  const dirs = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'];
-  const hasDriver = dirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json') && !f.includes('lvp')));
-  if (!hasDriver && existsSync(SWIFTSHADER_ICD)) {
+  const gpuDevice = (existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'))) ||
+    (existsSync('/dev') && readdirSync('/dev').some((f) => /^nvidia\d+$/.test(f)));
+  if (!gpuDevice && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    return 'no Vulkan GPU driver found: using SwiftShader (CPU Vulkan, slow) from Debian\'s chromium';
+    return 'no GPU device found: using SwiftShader (a CPU Vulkan, slow) from Debian\'s chromium';
   }
-  return 'system Vulkan driver';
+  return gpuDevice ? 'system Vulkan driver' : 'no GPU device and no SwiftShader: WebGPU will find no adapter';
 }
 
 export async function createNodeRuntime(ep: EP = 'cpu'): Promise<Runtime> {

@@ -55,6 +55,11 @@ export interface SessionOptions {
   keepOnDevice?: string[];
   /** weights to feed by name when a run does not pass them */
   weights?: WeightStore;
+  /**
+   * ORT graph optimisation level (default 'all'). 'basic' keeps ORT from fusing into contrib ops that have
+   * only float32 kernels (QuickGelu, SkipLayerNorm, ...): float64 graphs need it.
+   */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 export class Session {
@@ -98,7 +103,7 @@ export class Runtime {
     const bytes = model instanceof Uint8Array ? model : serialize(model);
     const options: InferenceSession.SessionOptions = {
       executionProviders: [this.ep],
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: opts.optimization ?? 'all',
     };
     if (opts.keepOnDevice?.length && this.platform === 'web' && this.ep === 'webgpu') {
       options.preferredOutputLocation = Object.fromEntries(opts.keepOnDevice.map((n) => [n, 'gpu-buffer' as const]));
