@@ -10,15 +10,22 @@ import type { EP } from '../runtime/runtime.js';
 const USAGE = `usage: vco-lab <command> [options]
 
 commands:
-  reference <case-dir> [--loss-only] [--json]
+  reference <case-dir> [--loss-only] [--device cpu|webgpu] [--json]
       Check the engine against a reference case made with HF transformers + PEFT
-      (format: ../shared/reference/README.md). --loss-only feeds the case's expected
-      token log-probs to the loss module and checks both IC-VCO presets' loss, dL/ds
-      and VCDist gates. Exits 1 when any error is over tolerance.
-  bench [ops] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024] [--json] [--out FILE]
-      Benchmarks. ops: MatMul throughput of onnxruntime-node used directly next to the
-      same graphs through the project's runtime layer, and their ratio (one run).
-      --out writes the JSON result to FILE as well.
+      (format: ../shared/reference/README.md). By default it loads the case's model
+      and adapter, computes every sequence's policy and reference token log-probs with
+      the project's own graphs, both IC-VCO presets' loss, and the LoRA gradients, and
+      compares them with the case (log-probs 1e-4 absolute, 1e-3 on webgpu; loss 1e-5
+      relative; LoRA gradients 1e-3 relative to each tensor's largest entry).
+      --loss-only feeds the case's expected token log-probs to the loss module instead
+      and checks both presets' loss, dL/ds and VCDist gates (1e-9).
+      Exits 1 when any error is over tolerance.
+  bench [ops] [int4] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024] [--json] [--out FILE]
+      Benchmarks (all suites when none is named). ops: MatMul throughput of
+      onnxruntime-node used directly next to the same graphs through the project's
+      runtime layer, and their ratio (one run). int4: how far int4 frozen linears move
+      the per-token log-probs from float32 on a SmolVLM-256M-shaped model with random
+      weights. --out writes the JSON results to FILE as well.
   help
       Show this text.
 `;
@@ -29,7 +36,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   try {
     switch (cmd) {
       case 'reference':
-        return reference(rest, out, err);
+        return await reference(rest, out, err);
       case 'bench':
         return await bench(rest, out, err);
       case undefined:
@@ -48,23 +55,49 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   }
 }
 
-function reference(args: string[], out: (s: string) => void, err: (s: string) => void): number {
+async function reference(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'loss-only': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: { 'loss-only': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+      device: { type: 'string', default: 'cpu' } },
   });
   if (positionals.length !== 1) {
     err(`vco-lab reference: expected one case folder, got ${positionals.length}\n\n${USAGE}`);
     return 2;
   }
-  if (!values['loss-only']) {
-    err('vco-lab reference: running the model on a case is not available in this build yet; pass --loss-only ' +
-      'to check the loss module on the case\'s expected log-probs\n');
+  const c = loadCase(positionals[0]);
+  if (values['loss-only']) {
+    const result = checkLossOnly(c);
+    out(values.json ? `${JSON.stringify(result, null, 1)}\n` : formatLossCheck(result));
+    return result.pass ? 0 : 1;
+  }
+  const device = values.device as EP;
+  if (device !== 'cpu' && device !== 'webgpu' && device !== 'cuda') {
+    err(`vco-lab reference: --device must be cpu, webgpu or cuda, not "${values.device}"\n`);
     return 2;
   }
-  const result = checkLossOnly(loadCase(positionals[0]));
-  out(values.json ? `${JSON.stringify(result, null, 1)}\n` : formatLossCheck(result));
+  const { checkModel } = await import('./reference-model.js');
+  // a progress line only where someone watches a terminal
+  const progress = !values.json && process.stderr.isTTY ? (s: string) => err(`\r${s}\x1b[K`) : undefined;
+  const result = await checkModel(c, device, progress);
+  if (progress) err('\r\x1b[K');
+  out(values.json ? `${JSON.stringify(result, null, 1)}\n` : formatModelCheck(result));
   return result.pass ? 0 : 1;
+}
+
+function formatModelCheck(r: import('./reference-model.js').ModelCheck): string {
+  const e = (x: number) => x.toExponential(2);
+  const lines = ['', `reference case ${r.case} (${r.family}), model on ${r.device}: ${r.sequences} sequences`, `runtime: ${r.runtime}`, '',
+    `token log-probs   policy max |err| ${e(r.logprobs.policy_max_abs_err)}   reference ${e(r.logprobs.reference_max_abs_err)}` +
+    `   (tolerance ${r.tolerances.logprob_abs})`, '',
+    'preset           loss            rel err   LoRA grad rel err   zero tensors  ok'];
+  for (const [name, p] of Object.entries(r.presets)) {
+    lines.push(`${name.padEnd(16)} ${p.loss.value.toFixed(10).padEnd(15)} ${e(p.loss.rel_err)}  ${e(p.lora_grad_max_rel_err).padEnd(19)} ` +
+      `${String(p.zero_tensors).padStart(4)}${p.zero_tensors_nonzero.length ? ` (${p.zero_tensors_nonzero.length} NOT zero)` : ''}` +
+      `          ${p.pass ? 'yes' : 'NO'}`);
+  }
+  lines.push('', r.pass ? 'PASS' : 'FAIL', '');
+  return lines.join('\n');
 }
 
 async function bench(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -73,9 +106,9 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
     options: { ep: { type: 'string', default: 'cpu' }, sizes: { type: 'string' }, json: { type: 'boolean', default: false },
       out: { type: 'string' } },
   });
-  const suites = positionals.length ? positionals : ['ops'];
-  const known = ['ops'];
-  const bad = suites.filter((s) => !known.includes(s));
+  const known = ['ops', 'int4'];
+  const suites = positionals.length ? positionals : known;
+  const bad = suites.filter((x) => !known.includes(x));
   if (bad.length) {
     err(`vco-lab bench: unknown suite ${bad.join(', ')}; suites: ${known.join(', ')}\n`);
     return 2;
@@ -86,13 +119,30 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
     err(`vco-lab bench: --sizes takes positive integers separated by commas, got "${values.sizes}"\n`);
     return 2;
   }
-  const { benchOps, OPS_HEADER } = await import('./bench-ops.js');
-  if (!values.json) out(`bench ops on ${ep}\n${OPS_HEADER}\n`);
-  const result = await benchOps({ ep, sizes, log: values.json ? undefined : (s) => out(`${s}\n`) });
-  const text = JSON.stringify(result, null, 1);
+  const results: Record<string, unknown> = {};
+  for (const suite of suites) {
+    if (suite === 'ops') {
+      const { benchOps, OPS_HEADER } = await import('./bench-ops.js');
+      if (!values.json) out(`bench ops on ${ep}\n${OPS_HEADER}\n`);
+      const r = await benchOps({ ep, sizes, log: values.json ? undefined : (x) => out(`${x}\n`) });
+      results.ops = r;
+      if (!values.json) out(`layer/raw geometric mean ${r.layer_over_raw_geomean.toFixed(3)}\nruntime: ${r.detail}; ${r.machine.cpus} x ${r.machine.model}\n\n`);
+    } else if (suite === 'int4') {
+      const { benchInt4 } = await import('./bench-int4.js');
+      const r = await benchInt4({ ep });
+      results.int4 = r;
+      if (!values.json) {
+        out(`bench int4 on ${ep}: ${r.model}, ${r.response_tokens} response tokens\n` +
+          `  |log p int4 - log p fp32| per token: max ${r.max_abs_dev.toFixed(4)}, mean ${r.mean_abs_dev.toFixed(4)} nats\n` +
+          `  sequence score (sum over the response) moves by ${r.sequence_score_dev.toFixed(4)} nats` +
+          ` (fp32 mean log p ${r.fp32_mean_logprob.toFixed(3)})\n` +
+          `  one scoring pass: fp32 ${r.fp32_ms.toFixed(0)} ms, int4 ${r.int4_ms.toFixed(0)} ms\n\n`);
+      }
+    }
+  }
+  const text = JSON.stringify(suites.length === 1 ? results[suites[0]] : results, null, 1);
   if (values.out) writeFileSync(values.out, `${text}\n`);
   if (values.json) out(`${text}\n`);
-  else out(`layer/raw geometric mean ${result.layer_over_raw_geomean.toFixed(3)}\nruntime: ${result.detail}; ${result.machine.cpus} x ${result.machine.model}\n`);
   return 0;
 }
 

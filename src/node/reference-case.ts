@@ -36,7 +36,9 @@ export interface CaseLoss {
 export interface ReferenceCase {
   dir: string;
   family: string;
-  samples: Array<{ question: string; chosen: string; rejected: string; swap: boolean }>;
+  samples: Array<{ question: string; chosen: string; rejected: string; swap: boolean; m?: number[]; m_contrast?: number[] }>;
+  tokensPerImage?: number;
+  imageSize?: number;
   sequences: CaseSequence[];
   hyperparameters: { paper: Record<string, number>; reference_code: Record<string, number> };
   loss: { paper: CaseLoss; 'reference-code': CaseLoss };
@@ -89,7 +91,8 @@ export function loadCase(dir: string): ReferenceCase {
     const l = need(loss as unknown as Record<string, unknown>, p, 'loss.') as Record<string, unknown>;
     for (const f of ['value', 'dloss_dsequence_logp', 'vcdist_active']) need(l, f, `loss.${p}.`);
   }
-  return { dir, family: String(c.family ?? ''), samples, sequences, hyperparameters: hp, loss };
+  return { dir, family: String(c.family ?? ''), samples, sequences, hyperparameters: hp, loss,
+    tokensPerImage: c.tokens_per_image as number | undefined, imageSize: c.image_size as number | undefined };
 }
 
 /** Which sequence score a case row is: direction 1 targets m (y ≻ y'), direction 2 targets m' (y' ≻ y). */

@@ -104,6 +104,8 @@ export class Runtime {
     const options: InferenceSession.SessionOptions = {
       executionProviders: [this.ep],
       graphOptimizationLevel: opts.optimization ?? 'all',
+      // errors only: ORT's routine warnings (e.g. shape ops assigned to the CPU on purpose) would flood stdout
+      logSeverityLevel: 3,
     };
     if (opts.keepOnDevice?.length && this.platform === 'web' && this.ep === 'webgpu') {
       options.preferredOutputLocation = Object.fromEntries(opts.keepOnDevice.map((n) => [n, 'gpu-buffer' as const]));

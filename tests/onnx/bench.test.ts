@@ -19,7 +19,7 @@ describe('vco-lab bench ops', () => {
   it('refuses an unknown suite or bad sizes with a clear message', async () => {
     let err = '';
     expect(await main(['bench', 'nope'], () => {}, (s) => { err += s; })).toBe(2);
-    expect(err).toMatch(/unknown suite nope; suites: ops/);
+    expect(err).toMatch(/unknown suite nope; suites: ops, int4/);
     expect(await main(['bench', 'ops', '--sizes', '64,x'], () => {}, (s) => { err += s; })).toBe(2);
     expect(err).toMatch(/--sizes takes positive integers/);
   });

@@ -1,0 +1,100 @@
+/**
+ * PEFT LoRA adapters: adapter_config.json + adapter_model.safetensors. Keys look like
+ * `base_model.model.<module>.lora_A.weight` (A [r, in]) and `...lora_B.weight` (B [out, r]); PEFT applies
+ * y += (α/r)·B A x (α/√r with use_rslora). target_modules is a regex (full match on the module name) or a
+ * list of names matched as the name itself or a dotted suffix anywhere: so `q_proj` also adapts a vision
+ * tower's q_proj.
+ */
+import type { HostTensor, TensorSource } from './checkpoint.js';
+import { CheckpointError } from './safetensors.js';
+
+export interface LoraConfig {
+  r: number;
+  lora_alpha: number;
+  target_modules: string | string[];
+  use_rslora?: boolean;
+  rank_pattern?: Record<string, number>;
+  alpha_pattern?: Record<string, number>;
+  use_dora?: boolean;
+  bias?: string;
+}
+
+export interface LoraModule {
+  /** the module name as PEFT sees it, e.g. model.text_model.layers.0.self_attn.q_proj */
+  module: string;
+  r: number;
+  scale: number;
+  A: HostTensor;
+  B: HostTensor;
+}
+
+export interface Adapter {
+  config: LoraConfig;
+  modules: Map<string, LoraModule>;
+  /** the file the tensors came from, for error messages */
+  file: string;
+}
+
+export const PEFT_PREFIX = 'base_model.model.';
+
+/** PEFT's matching of target_modules against a module name */
+export function peftMatches(module: string, target: string | string[]): boolean {
+  if (typeof target === 'string') return new RegExp(`^(?:${target})$`).test(module);
+  return target.some((t) => module === t || module.endsWith(`.${t}`));
+}
+
+/** rank_pattern / alpha_pattern keys match as PEFT does: a regex on the end of the name after a dot */
+function patterned(module: string, pattern: Record<string, number> | undefined, fallback: number): number {
+  for (const [k, v] of Object.entries(pattern ?? {})) if (new RegExp(`(^|\\.)${k}$`).test(module)) return v;
+  return fallback;
+}
+
+export function loraScale(c: LoraConfig, module: string, r: number): number {
+  const alpha = patterned(module, c.alpha_pattern, c.lora_alpha);
+  return c.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+export function validateLoraConfig(raw: Record<string, unknown>, file: string): LoraConfig {
+  const need = (k: string, type: string) => {
+    if (raw[k] === undefined || raw[k] === null) throw new CheckpointError(`${file}: field "${k}" is missing`);
+    if (type !== 'any' && typeof raw[k] !== type) throw new CheckpointError(`${file}: field "${k}" must be a ${type}`);
+  };
+  need('r', 'number');
+  need('lora_alpha', 'number');
+  need('target_modules', 'any');
+  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA') {
+    throw new CheckpointError(`${file}: field "peft_type" is ${String(raw.peft_type)}; only LORA adapters are supported`);
+  }
+  if (raw.use_dora) throw new CheckpointError(`${file}: field "use_dora" is true; DoRA adapters are not supported`);
+  if (raw.bias && raw.bias !== 'none') throw new CheckpointError(`${file}: field "bias" is ${String(raw.bias)}; only "none" is supported`);
+  return raw as unknown as LoraConfig;
+}
+
+/** read an adapter from its config and tensors; every module needs both A and B of matching rank */
+export function readAdapter(configRaw: Record<string, unknown>, configFile: string, tensors: TensorSource): Adapter {
+  const config = validateLoraConfig(configRaw, configFile);
+  const modules = new Map<string, LoraModule>();
+  for (const key of tensors.names()) {
+    const m = /^(?:base_model\.model\.)?(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$/.exec(key);
+    if (!m) {
+      throw new CheckpointError(`${tensors.fileOf(key)}: tensor "${key}" is not a LoRA A/B weight; only plain LoRA adapters load`);
+    }
+    const module = m[1];
+    if (!modules.has(module)) {
+      const base = key.startsWith(PEFT_PREFIX) ? PEFT_PREFIX : '';
+      const ka = `${base}${module}.lora_A.weight`, kb = `${base}${module}.lora_B.weight`;
+      if (!tensors.has(ka) || !tensors.has(kb)) {
+        throw new CheckpointError(`${tensors.location}: module ${module} has ${tensors.has(ka) ? 'lora_A' : 'lora_B'} but not ` +
+          `${tensors.has(ka) ? 'lora_B' : 'lora_A'}`);
+      }
+      const A = tensors.get(ka), B = tensors.get(kb);
+      const r = A.shape[0];
+      if (B.shape[1] !== r) {
+        throw new CheckpointError(`${tensors.fileOf(kb)}: tensor "${kb}" has shape [${B.shape}], expected [${B.shape[0]}, ${r}] (rank of lora_A)`);
+      }
+      modules.set(module, { module, r, scale: loraScale(config, module, r), A, B });
+    }
+  }
+  const first = tensors.names()[0];
+  return { config, modules, file: first ? tensors.fileOf(first) : tensors.location };
+}

@@ -1,0 +1,120 @@
+/**
+ * The safetensors format: an 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+ * data_offsets: [begin, end]}, __metadata__?}, then the raw little-endian tensor bytes. Small enough to
+ * read directly; every malformed file gets an error that names it.
+ */
+
+export type SafeDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+export interface SafeEntry {
+  dtype: SafeDType;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+export interface SafeHeader {
+  entries: Record<string, SafeEntry>;
+  metadata: Record<string, string>;
+  /** byte offset of the data section in the file */
+  dataStart: number;
+}
+
+const BYTES: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+export class CheckpointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointError';
+  }
+}
+
+/** parse the header from the first bytes of a file (at least 8 + header length of them) */
+export function parseSafetensorsHeader(bytes: Uint8Array, file: string, fileSize?: number): SafeHeader {
+  if (bytes.byteLength < 8) throw new CheckpointError(`${file}: truncated (${bytes.byteLength} bytes): not a safetensors file`);
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (n > 100_000_000) throw new CheckpointError(`${file}: header length ${n} is implausible: not a safetensors file`);
+  if (bytes.byteLength < 8 + n) throw new CheckpointError(`${file}: truncated inside its header (${bytes.byteLength} of ${8 + n} bytes)`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  } catch (e) {
+    throw new CheckpointError(`${file}: header is not valid JSON (${(e as Error).message})`);
+  }
+  const entries: Record<string, SafeEntry> = {};
+  let end = 0;
+  for (const [name, v] of Object.entries(json)) {
+    if (name === '__metadata__') continue;
+    const e = v as SafeEntry;
+    if (!(e.dtype in BYTES)) throw new CheckpointError(`${file}: tensor "${name}" has unsupported dtype ${e.dtype}`);
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    const [b0, b1] = e.data_offsets;
+    if (b1 - b0 !== count * BYTES[e.dtype]) {
+      throw new CheckpointError(`${file}: tensor "${name}" [${e.shape}] ${e.dtype} needs ${count * BYTES[e.dtype]} bytes, ` +
+        `its offsets span ${b1 - b0}`);
+    }
+    end = Math.max(end, b1);
+    entries[name] = e;
+  }
+  const dataStart = 8 + n;
+  if (fileSize !== undefined && dataStart + end > fileSize) {
+    throw new CheckpointError(`${file}: truncated: its header describes ${dataStart + end} bytes, the file has ${fileSize}`);
+  }
+  return { entries, metadata: (json.__metadata__ as Record<string, string>) ?? {}, dataStart };
+}
+
+/** decode one tensor's bytes to float32 (floats) or its integer type */
+export function decodeTensor(e: SafeEntry, raw: Uint8Array): Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array {
+  const aligned = raw.byteOffset % 8 === 0 ? raw : raw.slice();
+  const buf = aligned.buffer, off = aligned.byteOffset, count = e.shape.reduce((a, b) => a * b, 1);
+  switch (e.dtype) {
+    case 'F32': return new Float32Array(buf, off, count);
+    case 'F64': return new Float64Array(buf, off, count);
+    case 'I64': return new BigInt64Array(buf, off, count);
+    case 'I32': return new Int32Array(buf, off, count);
+    case 'U8': case 'BOOL': case 'I8': return new Uint8Array(buf, off, count);
+    case 'I16': return Int32Array.from(new Int16Array(buf, off, count));
+    case 'BF16': {
+      const src = new Uint16Array(buf, off, count), out = new Float32Array(count), u = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) u[i] = src[i] << 16;
+      return out;
+    }
+    case 'F16': {
+      const src = new Uint16Array(buf, off, count), out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = halfToFloat(src[i]);
+      return out;
+    }
+  }
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/** write tensors as a safetensors file (float32/float64/int64), keys sorted as the Python writer does */
+export function writeSafetensors(tensors: Record<string, { dtype: 'F32' | 'F64' | 'I64'; shape: number[]; data: Float32Array | Float64Array | BigInt64Array }>,
+  metadata: Record<string, string> = { format: 'pt' }): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let off = 0;
+  for (const n of names) {
+    const t = tensors[n];
+    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+    off += t.data.byteLength;
+  }
+  let h = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - (h.byteLength % 8)) % 8; // the format pads the header with spaces to 8 bytes
+  if (pad) h = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat(pad));
+  const out = new Uint8Array(8 + h.byteLength + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.byteLength), true);
+  out.set(h, 8);
+  let at = 8 + h.byteLength;
+  for (const n of names) {
+    const d = tensors[n].data;
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
+    at += d.byteLength;
+  }
+  return out;
+}
