@@ -6,12 +6,12 @@
 import type { Tensor } from 'onnxruntime-common';
 import { buildBackward } from '../onnx/autodiff.js';
 import { causalMask, ropeTables } from '../onnx/nn.js';
-import { quantizeInt4 } from '../onnx/quant.js';
 import type { Runtime, Session, WeightStore } from '../runtime/runtime.js';
-import type { Checkpoint, HostTensor } from './checkpoint.js';
+import type { Checkpoint } from './checkpoint.js';
 import type { Adapter } from './peft.js';
 import { CheckpointError } from './safetensors.js';
-import { type GraphShape, type LoraInput, type VlmSpec, buildVlmGraph, checkpointKeys, linearModules, parameterList } from './vlm.js';
+import { type GraphShape, type LoraInput, type VlmSpec, buildVlmGraph, linearModules, parameterList } from './vlm.js';
+import { int4Block, toFloat32, uploadWeights } from './weights.js';
 
 export interface ScoreSequence {
   inputIds: ArrayLike<number>;
@@ -25,9 +25,6 @@ export interface ScorerOptions {
   int4?: boolean;
 }
 
-function toFloat32(t: HostTensor): Float32Array {
-  return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
-}
 
 export class VlmScorer {
   private readonly sessions = new Map<string, Promise<{ session: Session; grads?: Record<string, string>; seed?: string }>>();
@@ -46,35 +43,11 @@ export class VlmScorer {
     return s;
   }
 
-  static int4Block(K: number): number {
-    return K % 32 === 0 ? 32 : K % 16 === 0 ? 16 : 0;
-  }
+  static int4Block = int4Block;
 
   private async upload(ckpt: Checkpoint): Promise<void> {
-    for (const p of parameterList(this.spec)) {
-      const key = checkpointKeys(this.spec, p.name).find((k) => ckpt.tensors.has(k));
-      if (!key) {
-        throw new CheckpointError(`${ckpt.tensors.location}: tensor "${checkpointKeys(this.spec, p.name)[0]}" is missing ` +
-          `(expected shape [${p.shape}])`);
-      }
-      const t = ckpt.tensors.get(key);
-      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
-        throw new CheckpointError(`${ckpt.tensors.fileOf(key)}: tensor "${key}" has shape [${t.shape}], expected [${p.shape}]`);
-      }
-      const data = toFloat32(t);
-      const module = p.name.slice(0, -'.weight'.length);
-      const bs = p.linear ? VlmScorer.int4Block(p.linear.in) : 0;
-      if (this.opts.int4 && p.linear && p.name !== 'lm_head.weight' && bs) {
-        const q = quantizeInt4(data, p.linear.out, p.linear.in, { blockSize: bs });
-        const nb = p.linear.in / bs;
-        await this.weights.set(`${module}.qweight`, this.rt.tensor('uint8', q.packed, [p.linear.out, nb, bs / 2]));
-        await this.weights.set(`${module}.scales`, this.rt.tensor('float32', q.scales, [p.linear.out * nb]));
-        await this.weights.set(`${module}.qzeros`, this.rt.tensor('uint8', q.zeroPoints!, [p.linear.out, Math.ceil(nb / 2)]));
-        this.int4Modules.add(module);
-      } else {
-        await this.weights.set(p.name, this.rt.tensor('float32', data, p.shape));
-      }
-    }
+    const up = await uploadWeights(this.rt, this.weights, this.spec, ckpt, { int4: this.opts.int4 });
+    for (const m of up.int4) this.int4Modules.add(m);
     const linears = new Set(linearModules(this.spec));
     if (this.adapter) {
       for (const [m, l] of this.adapter.modules) {

@@ -211,3 +211,31 @@ export function checkLossOnly(c: ReferenceCase): LossCheck {
     pass: both.every((x) => x.pass),
   };
 }
+
+/** the case's samples as the engine takes them: prompts per context from the case's own token ids */
+export function caseEngineSamples(c: ReferenceCase): import('../engine/sample.js').EngineSample[] {
+  return c.samples.map((smp, k) => {
+    const rows = c.sequences.filter((s) => s.sample === k);
+    const row = (direction: 1 | 2, branch: 'single' | 'multi', role: 'chosen' | 'rejected') => {
+      const r = rows.find((s) => s.direction === direction && s.branch === branch && s.role === role);
+      if (!r) throw new CaseFormatError(join(c.dir, 'case.json'), 'sequences', `lacks sample ${k} direction ${direction} ${branch} ${role}`);
+      return r;
+    };
+    const img = (name: string) => Float32Array.from((name === 'm' ? smp.m : smp.m_contrast) ?? []);
+    const asImg = (name: string) => (name === 'm' ? 'm' : "m'") as 'm' | "m'";
+    const prompt = (r: CaseSequence) => r.input_ids.slice(0, r.response_start);
+    const resp = (r: CaseSequence) => r.input_ids.slice(r.response_start);
+    const yRow = row(1, 'single', 'chosen'), ypRow = row(1, 'single', 'rejected');
+    return {
+      id: `${c.dir}#${k}`,
+      images: { m: img('m'), "m'": img('m_contrast') },
+      prompts: { m: prompt(yRow), "m'": prompt(row(2, 'single', 'chosen')), 'M>m': prompt(row(1, 'multi', 'chosen')),
+        "M>m'": prompt(row(2, 'multi', 'chosen')) },
+      contextImages: { m: yRow.images.map(asImg), "m'": row(2, 'single', 'chosen').images.map(asImg),
+        'M>m': row(1, 'multi', 'chosen').images.map(asImg), "M>m'": row(2, 'multi', 'chosen').images.map(asImg) },
+      responses: { y: resp(yRow), "y'": resp(ypRow) },
+      spanMasks: { y: yRow.score_mask, "y'": ypRow.score_mask },
+      swap: Boolean(smp.swap),
+    };
+  });
+}

@@ -70,12 +70,15 @@ export class Session {
     private readonly weights?: WeightStore,
   ) {}
 
-  /** run with `feeds`; any graph input not in `feeds` is taken from the weight store by name */
-  async run(feeds: Feeds, fetches?: string[]): Promise<Record<string, Tensor>> {
+  /**
+   * run with `feeds`; any graph input not in `feeds` is taken from the weight store by name, through `alias`
+   * when given (one layer graph serves every layer: its `layer.*` inputs map to each layer's weights)
+   */
+  async run(feeds: Feeds, fetches?: string[], alias?: (input: string) => string): Promise<Record<string, Tensor>> {
     const all: Feeds = {};
     const missing: string[] = [];
     for (const name of this.inputNames) {
-      const t = feeds[name] ?? this.weights?.get(name);
+      const t = feeds[name] ?? this.weights?.get(alias ? alias(name) : name);
       if (t) all[name] = t; else missing.push(name);
     }
     if (missing.length) {

@@ -1,0 +1,88 @@
+/**
+ * A preference sample as the engine scores it: four contexts (m, m', and the shared two-image context
+ * with the anchor prompt for each target), two responses, and the single-branch span masks. Scoring runs one
+ * packed pass per context and returns the sequence scores the loss module asks for.
+ */
+import type { Img, Resp, SeqKey, SequenceRequirement, SequenceScores } from '../loss/types.js';
+import type { Engine, ForwardResult } from './engine.js';
+
+export type Ctx4 = Img | `M>${Img}`;
+export const CONTEXTS: readonly Ctx4[] = ['m', "m'", 'M>m', "M>m'"];
+
+export interface EngineSample {
+  id: string;
+  images: Record<Img, Float32Array>;
+  /** prompt ids per context, image tokens expanded */
+  prompts: Record<Ctx4, number[]>;
+  /** which images each context shows, in order (the shared context: [m, m'] or, swapped, [m', m]) */
+  contextImages: Record<Ctx4, Img[]>;
+  /** response ids, EOS included */
+  responses: Record<Resp, number[]>;
+  /** single-branch token masks (1 = the token counts), EOS never */
+  spanMasks: Record<Resp, number[]>;
+  swap: boolean;
+}
+
+export interface SampleForward {
+  scores: SequenceScores;
+  /** per-token log-probs of each scored sequence */
+  tokens: Partial<Record<SeqKey, Float32Array>>;
+  saved: Partial<Record<Ctx4, NonNullable<ForwardResult['saved']>>>;
+}
+
+const RESPS: readonly Resp[] = ['y', "y'"];
+
+function maskFor(s: EngineSample, req: SequenceRequirement | undefined, resp: Resp): number[] {
+  return req?.mask === 'span' ? s.spanMasks[resp] : s.responses[resp].map(() => 1);
+}
+
+/** contexts the requirements touch (x|·, the text-only context, is not an engine context yet) */
+function contextsNeeded(reqs: ReadonlyArray<SequenceRequirement>): Ctx4[] {
+  const need = new Set(reqs.map((r) => r.key.split('|')[0]));
+  if (need.has('x')) throw new Error('the text-only context x|y is not supported by the engine yet');
+  return CONTEXTS.filter((c) => need.has(c));
+}
+
+export async function forwardSample(e: Engine, s: EngineSample, reqs: ReadonlyArray<SequenceRequirement>,
+  which: 'policy' | 'reference', o: { packed?: boolean; save?: boolean } = {}): Promise<SampleForward> {
+  const byKey = new Map(reqs.map((r) => [r.key, r]));
+  const out: SampleForward = { scores: {}, tokens: {}, saved: {} };
+  for (const ctx of contextsNeeded(reqs)) {
+    const input = { prompt: s.prompts[ctx], images: s.contextImages[ctx].map((im) => s.images[im]) };
+    let lps: Float32Array[];
+    if (o.packed !== false) {
+      const r = await e.forward(input, [s.responses.y, s.responses["y'"]], which, o.save);
+      lps = r.logprobs;
+      if (r.saved) out.saved[ctx] = r.saved;
+    } else {
+      if (o.save) throw new Error('saving activations needs the packed forward');
+      lps = [(await e.forward(input, [s.responses.y], which)).logprobs[0], (await e.forward(input, [s.responses["y'"]], which)).logprobs[0]];
+    }
+    RESPS.forEach((resp, k) => {
+      const key = `${ctx}|${resp}` as SeqKey;
+      const mask = maskFor(s, byKey.get(key), resp);
+      let sc = 0;
+      for (let t = 0; t < lps[k].length; t++) if (mask[t]) sc += lps[k][t];
+      out.scores[key] = sc;
+      out.tokens[key] = lps[k];
+    });
+  }
+  return out;
+}
+
+/** back-propagate Σ_key (dL/ds_key)·s_key for one sample from its saved packed forwards */
+export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyArray<SequenceRequirement>, fwd: SampleForward,
+  dlds: SequenceScores, grads: Map<string, Float64Array>): Promise<void> {
+  const byKey = new Map(reqs.map((r) => [r.key, r]));
+  for (const ctx of contextsNeeded(reqs)) {
+    const saved = fwd.saved[ctx];
+    if (!saved) throw new Error(`sample ${s.id}: context ${ctx} was not saved for the backward pass`);
+    const seeds = RESPS.map((resp) => {
+      const key = `${ctx}|${resp}` as SeqKey;
+      const w = dlds[key] ?? 0;
+      return Float32Array.from(maskFor(s, byKey.get(key), resp), (m) => m * w);
+    });
+    if (seeds.every((sd) => sd.every((x) => x === 0))) continue;
+    await e.backward(saved, seeds, grads);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Loading a checkpoint's weights into a runtime's WeightStore once, validated against the family's parameter
+ * list (the file, the tensor and the expected shape in every error), optionally as int4 blocks.
+ */
+import { quantizeInt4 } from '../onnx/quant.js';
+import type { Runtime, WeightStore } from '../runtime/runtime.js';
+import type { Checkpoint, HostTensor } from './checkpoint.js';
+import { CheckpointError } from './safetensors.js';
+import { type VlmSpec, checkpointKeys, parameterList } from './vlm.js';
+
+export function toFloat32(t: HostTensor): Float32Array {
+  return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
+}
+
+/** int4 block size for a linear with K inputs: 32, or 16 where K is not a multiple of 32; 0 = keep float */
+export function int4Block(K: number): number {
+  return K % 32 === 0 ? 32 : K % 16 === 0 ? 16 : 0;
+}
+
+export interface UploadResult {
+  /** linears stored as int4 blocks */
+  int4: Set<string>;
+  /** bytes uploaded */
+  bytes: number;
+}
+
+export async function uploadWeights(rt: Runtime, store: WeightStore, spec: VlmSpec, ckpt: Checkpoint,
+  o: { int4?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<UploadResult> {
+  const int4 = new Set<string>();
+  let bytes = 0;
+  const params = parameterList(spec);
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    const keys = checkpointKeys(spec, p.name);
+    const key = keys.find((k) => ckpt.tensors.has(k));
+    if (!key) throw new CheckpointError(`${ckpt.tensors.location}: tensor "${keys[0]}" is missing (expected shape [${p.shape}])`);
+    const t = ckpt.tensors.get(key);
+    if (t.shape.length !== p.shape.length || t.shape.some((d, j) => d !== p.shape[j])) {
+      throw new CheckpointError(`${ckpt.tensors.fileOf(key)}: tensor "${key}" has shape [${t.shape}], expected [${p.shape}]`);
+    }
+    const data = toFloat32(t);
+    const module = p.name.slice(0, -'.weight'.length);
+    const bs = p.linear ? int4Block(p.linear.in) : 0;
+    if (o.int4 && p.linear && p.name !== 'lm_head.weight' && bs) {
+      const q = quantizeInt4(data, p.linear.out, p.linear.in, { blockSize: bs });
+      const nb = p.linear.in / bs;
+      await store.set(`${module}.qweight`, rt.tensor('uint8', q.packed, [p.linear.out, nb, bs / 2]));
+      await store.set(`${module}.scales`, rt.tensor('float32', q.scales, [p.linear.out * nb]));
+      await store.set(`${module}.qzeros`, rt.tensor('uint8', q.zeroPoints!, [p.linear.out, Math.ceil(nb / 2)]));
+      int4.add(module);
+      bytes += q.packed.byteLength + q.scales.byteLength + q.zeroPoints!.byteLength;
+    } else {
+      await store.set(p.name, rt.tensor('float32', data, p.shape));
+      bytes += data.byteLength;
+    }
+    o.onProgress?.(i + 1, params.length);
+  }
+  return { int4, bytes };
+}
