@@ -106,7 +106,8 @@ export class Engine {
   private int4 = new Set<string>();
   private layerLora: Map<string, LoraInput> | null = null;
   private readonly sessions = new Map<string, Promise<{ s: Session; seg: Segment | SegmentWithBackward }>>();
-  private readonly featureCache = new Map<string, Tensor>();
+  /** in-flight or done: concurrent contexts that need the same image wait for one tower run */
+  private readonly featureCache = new Map<string, Promise<Tensor>>();
   private readonly lowerCache = new Map<string, Tensor>();
   readonly stats = { visionRuns: 0, layerRuns: 0, featureCacheHits: 0, lowerStackHits: 0 };
 
@@ -210,20 +211,22 @@ export class Engine {
     const policy = which === 'policy' && this.visionTrainable;
     if (policy) return this.runVision(images, true);
     const parts: Float32Array[] = [];
+    let single: Tensor | undefined;
     for (const im of images) {
       const key = contentHash(im);
-      let t = this.o.cacheFeatures !== false ? this.featureCache.get(key) : undefined;
-      if (t) this.stats.featureCacheHits++;
+      let p = this.o.cacheFeatures !== false ? this.featureCache.get(key) : undefined;
+      if (p) this.stats.featureCacheHits++;
       else {
-        t = await this.runVision([im], false);
-        if (this.o.cacheFeatures !== false) this.featureCache.set(key, t);
+        p = this.runVision([im], false);
+        if (this.o.cacheFeatures !== false) this.featureCache.set(key, p);
       }
-      parts.push((await t.getData()) as Float32Array);
+      single = await p;
+      parts.push((await single.getData()) as Float32Array);
     }
-    if (parts.length === 1) return this.featureCache.get(contentHash(images[0])) ?? this.rt.tensor('float32', parts[0], [parts[0].length / this.spec.text.hidden, this.spec.text.hidden]);
-    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    if (parts.length === 1) return single!;
+    const all = new Float32Array(parts.reduce((a, x) => a + x.length, 0));
     let at = 0;
-    for (const p of parts) { all.set(p, at); at += p.length; }
+    for (const x of parts) { all.set(x, at); at += x.length; }
     return this.rt.tensor('float32', all, [all.length / this.spec.text.hidden, this.spec.text.hidden]);
   }
 

@@ -11,7 +11,8 @@ export const CONTEXTS: readonly Ctx4[] = ['m', "m'", 'M>m', "M>m'"];
 
 export interface EngineSample {
   id: string;
-  images: Record<Img, Float32Array>;
+  /** each image as the processor gives it: one [3, S, S] tile (LLaVA), or Idefics3's tiles and global image */
+  images: Record<Img, Float32Array[]>;
   /** prompt ids per context, image tokens expanded */
   prompts: Record<Ctx4, number[]>;
   /** which images each context shows, in order (the shared context: [m, m'] or, swapped, [m', m]) */
@@ -47,17 +48,19 @@ export async function forwardSample(e: Engine, s: EngineSample, reqs: ReadonlyAr
   which: 'policy' | 'reference', o: { packed?: boolean; save?: boolean } = {}): Promise<SampleForward> {
   const byKey = new Map(reqs.map((r) => [r.key, r]));
   const out: SampleForward = { scores: {}, tokens: {}, saved: {} };
-  for (const ctx of contextsNeeded(reqs)) {
-    const input = { prompt: s.prompts[ctx], images: s.contextImages[ctx].map((im) => s.images[im]) };
-    let lps: Float32Array[];
+  // the contexts are independent: run them concurrently (the runtime overlaps their sessions)
+  const results = await Promise.all(contextsNeeded(reqs).map(async (ctx) => {
+    const input = { prompt: s.prompts[ctx], images: s.contextImages[ctx].flatMap((im) => s.images[im]) };
     if (o.packed !== false) {
       const r = await e.forward(input, [s.responses.y, s.responses["y'"]], which, o.save);
-      lps = r.logprobs;
-      if (r.saved) out.saved[ctx] = r.saved;
-    } else {
-      if (o.save) throw new Error('saving activations needs the packed forward');
-      lps = [(await e.forward(input, [s.responses.y], which)).logprobs[0], (await e.forward(input, [s.responses["y'"]], which)).logprobs[0]];
+      return { ctx, lps: r.logprobs, saved: r.saved };
     }
+    if (o.save) throw new Error('saving activations needs the packed forward');
+    const lps = [(await e.forward(input, [s.responses.y], which)).logprobs[0], (await e.forward(input, [s.responses["y'"]], which)).logprobs[0]];
+    return { ctx, lps, saved: undefined };
+  }));
+  for (const { ctx, lps, saved } of results) {
+    if (saved) out.saved[ctx] = saved;
     RESPS.forEach((resp, k) => {
       const key = `${ctx}|${resp}` as SeqKey;
       const mask = maskFor(s, byKey.get(key), resp);
@@ -74,7 +77,8 @@ export async function forwardSample(e: Engine, s: EngineSample, reqs: ReadonlyAr
 export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyArray<SequenceRequirement>, fwd: SampleForward,
   dlds: SequenceScores, grads: Map<string, Float64Array>): Promise<void> {
   const byKey = new Map(reqs.map((r) => [r.key, r]));
-  for (const ctx of contextsNeeded(reqs)) {
+  // contexts run concurrently, each into its own sums; those are added in a fixed order so runs repeat exactly
+  const parts = await Promise.all(contextsNeeded(reqs).map(async (ctx) => {
     const saved = fwd.saved[ctx];
     if (!saved) throw new Error(`sample ${s.id}: context ${ctx} was not saved for the backward pass`);
     const seeds = RESPS.map((resp) => {
@@ -82,7 +86,15 @@ export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyA
       const w = dlds[key] ?? 0;
       return Float32Array.from(maskFor(s, byKey.get(key), resp), (m) => m * w);
     });
-    if (seeds.every((sd) => sd.every((x) => x === 0))) continue;
-    await e.backward(saved, seeds, grads);
+    const mine = new Map<string, Float64Array>();
+    if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, seeds, mine);
+    return mine;
+  }));
+  for (const mine of parts) {
+    for (const [k, g] of mine) {
+      const acc = grads.get(k);
+      if (!acc) grads.set(k, g);
+      else for (let i = 0; i < g.length; i++) acc[i] += g[i];
+    }
   }
 }

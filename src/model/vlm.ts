@@ -78,7 +78,8 @@ export function parameterList(s: VlmSpec, allVisionLayers = false): ParamInfo[] 
   const vec = (name: string, n: number) => out.push({ name, shape: [n] });
   out.push({ name: `${p.vision}.embeddings.patch_embedding.weight`, shape: [v.hidden, 3, v.patchSize, v.patchSize] });
   vec(`${p.vision}.embeddings.patch_embedding.bias`, v.hidden);
-  out.push({ name: `${p.vision}.embeddings.position_embedding.weight`, shape: [(v.imageSize / v.patchSize) ** 2, v.hidden] });
+  // the patch Conv yields floor(size / patch) patches a side (SigLIP 384/14: 27, not 27.4)
+  out.push({ name: `${p.vision}.embeddings.position_embedding.weight`, shape: [Math.floor(v.imageSize / v.patchSize) ** 2, v.hidden] });
   for (let l = 0; l < (allVisionLayers ? v.layers : visionLayersUsed(s)); l++) {
     const q = `${p.vision}.encoder.layers.${l}`;
     for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) lin(`${q}.self_attn.${n}`, v.hidden, v.hidden, true);
@@ -212,7 +213,7 @@ export class ParamResolver {
 /** pixels [n, 3, H, W] -> image features in LM space [n·tokensPerImage, text hidden] (tower + connector) */
 export function visionFeatures(r: ParamResolver, px: Value): Value {
   const { g, s } = r, v = s.vision, t = s.text, pfx = prefixes(s), n = px.shape[0];
-  const side = v.imageSize / v.patchSize, P = side * side;
+  const side = Math.floor(v.imageSize / v.patchSize), P = side * side;
   let x = g.conv(px, r.w(`${pfx.vision}.embeddings.patch_embedding.weight`), r.w(`${pfx.vision}.embeddings.patch_embedding.bias`),
     { strides: [v.patchSize, v.patchSize] });
   x = g.transpose(g.reshape(x, [n, v.hidden, P]), [0, 2, 1]);

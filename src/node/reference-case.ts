@@ -228,7 +228,7 @@ export function caseEngineSamples(c: ReferenceCase): import('../engine/sample.js
     const yRow = row(1, 'single', 'chosen'), ypRow = row(1, 'single', 'rejected');
     return {
       id: `${c.dir}#${k}`,
-      images: { m: img('m'), "m'": img('m_contrast') },
+      images: { m: [img('m')], "m'": [img('m_contrast')] },
       prompts: { m: prompt(yRow), "m'": prompt(row(2, 'single', 'chosen')), 'M>m': prompt(row(1, 'multi', 'chosen')),
         "M>m'": prompt(row(2, 'multi', 'chosen')) },
       contextImages: { m: yRow.images.map(asImg), "m'": row(2, 'single', 'chosen').images.map(asImg),

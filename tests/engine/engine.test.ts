@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
-import { backwardSample, forwardSample } from '../../src/engine/sample.js';
+import { type SampleForward, backwardSample, forwardSample } from '../../src/engine/sample.js';
 import { evaluate } from '../../src/loss/objective.js';
 import { icvco } from '../../src/loss/icvco.js';
 import type { SeqKey } from '../../src/loss/types.js';
@@ -36,7 +36,7 @@ describe('packed scoring and layer-by-layer gradients on the reference cases', (
       const samples = caseEngineSamples(c);
       const cfg = presetConfig(c, 'paper');
       const reqs = icvco.requirements(cfg);
-      const pol = [], ref = [];
+      const pol: SampleForward[] = [], ref: SampleForward[] = [];
       for (const s of samples) {
         pol.push(await forwardSample(e, s, reqs, 'policy', { save: true }));
         ref.push(await forwardSample(e, s, reqs, 'reference'));

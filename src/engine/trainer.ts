@@ -1,0 +1,181 @@
+/**
+ * LoRA preference training, one readable loop (in the spirit of nanoGPT's train.py):
+ *   for each micro-batch: reference scores (cached per sample) and policy scores (packed, activations saved)
+ *   -> the loss module gives the loss and w_i = dL/ds_i -> one backward of Σ w_i·s_i per context, layer by
+ *   layer -> gradients summed over `gradAccum` micro-batches (each divided by gradAccum, as HF Trainer)
+ *   -> clip -> AdamW at the scheduled learning rate -> new LoRA uploaded.
+ * Everything that makes a run repeatable is in TrainState: step, optimizer moments, the data order and
+ * position, the RNG; a checkpoint holds it with the adapter, and resuming continues the same run.
+ */
+import { resolveObjective } from '../loss/registry.js';
+import { evaluate } from '../loss/objective.js';
+import type { LossResult, PreferenceScores, SequenceRequirement, SequenceScores } from '../loss/types.js';
+import type { Engine } from './engine.js';
+import { type AdamWConfig, type AdamWState, type Schedule, adamwStep, clipGradNorm, lrFactor, newAdamWState } from './optim.js';
+import { type EngineSample, backwardSample, forwardSample } from './sample.js';
+
+export interface TrainConfig {
+  /** objective id, e.g. 'icvco', 'icvco:reference-code', 'dpo' */
+  objective: string;
+  objectiveSettings?: Record<string, unknown>;
+  optimizer: AdamWConfig;
+  schedule: Schedule;
+  /** preference samples per micro-batch (the loss module's batch) */
+  batchSize: number;
+  gradAccum: number;
+  /** null: no clipping */
+  maxGradNorm: number | null;
+  seed: number;
+  /** shuffle the data each epoch */
+  shuffle: boolean;
+}
+
+export const DEFAULT_TRAIN: Omit<TrainConfig, 'schedule'> = {
+  objective: 'icvco', optimizer: { lr: 5e-6, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 }, batchSize: 1, gradAccum: 1,
+  maxGradNorm: 1, seed: 42, shuffle: true,
+};
+
+export interface TrainState {
+  step: number;
+  epoch: number;
+  /** index into `order` of the next sample */
+  position: number;
+  order: number[];
+  rng: number;
+  adam: AdamWState;
+}
+
+export interface StepLog {
+  step: number;
+  epoch: number;
+  loss: number;
+  learning_rate: number;
+  grad_norm: number;
+  terms: Record<string, number>;
+  metrics: Record<string, number>;
+  samples: number;
+}
+
+function mulberry(state: number): [number, number] {
+  let t = (state + 0x6d2b79f5) >>> 0;
+  const next = t;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return [((t ^ (t >>> 14)) >>> 0) / 4294967296, next];
+}
+
+export class Trainer {
+  readonly requirements: SequenceRequirement[];
+  private readonly objectiveConfig: Record<string, unknown>;
+  private readonly referenceCache = new Map<string, SequenceScores>();
+  state: TrainState;
+
+  constructor(readonly engine: Engine, readonly samples: EngineSample[], readonly config: TrainConfig, state?: TrainState) {
+    if (!samples.length) throw new Error('no training samples');
+    const { objective, config: oc } = resolveObjective(config.objective, config.objectiveSettings ?? {});
+    this.objectiveConfig = oc;
+    this.requirements = objective.requirements(oc);
+    this.state = state ?? { step: 0, epoch: 0, position: 0, order: [], rng: config.seed >>> 0, adam: newAdamWState() };
+    if (!state) this.newEpoch(false);
+  }
+
+  private newEpoch(advance: boolean): void {
+    const st = this.state;
+    if (advance) st.epoch++;
+    st.position = 0;
+    st.order = this.samples.map((_, i) => i);
+    if (this.config.shuffle) {
+      for (let i = st.order.length - 1; i > 0; i--) {
+        const [u, next] = mulberry(st.rng);
+        st.rng = next;
+        const j = Math.floor(u * (i + 1));
+        [st.order[i], st.order[j]] = [st.order[j], st.order[i]];
+      }
+    }
+  }
+
+  private nextBatch(): EngineSample[] {
+    const out: EngineSample[] = [];
+    while (out.length < this.config.batchSize) {
+      if (this.state.position >= this.state.order.length) this.newEpoch(true);
+      out.push(this.samples[this.state.order[this.state.position++]]);
+    }
+    return out;
+  }
+
+  /** reference scores are computed once per sample: the reference never changes */
+  async referenceScores(s: EngineSample): Promise<SequenceScores> {
+    let r = this.referenceCache.get(s.id);
+    if (!r) {
+      r = (await forwardSample(this.engine, s, this.requirements, 'reference')).scores;
+      this.referenceCache.set(s.id, r);
+    }
+    return r;
+  }
+
+  /** the loss and diagnostics on samples without training (policy as it is now) */
+  async evaluate(samples: EngineSample[] = this.samples): Promise<LossResult> {
+    const batch: PreferenceScores[] = [];
+    for (const s of samples) {
+      batch.push({ policy: (await forwardSample(this.engine, s, this.requirements, 'policy')).scores,
+        reference: await this.referenceScores(s), swap: s.swap });
+    }
+    const { objective } = resolveObjective(this.config.objective, this.config.objectiveSettings ?? {});
+    return evaluate(objective, this.objectiveConfig, batch);
+  }
+
+  /** one optimizer step over gradAccum micro-batches */
+  async step(): Promise<StepLog> {
+    const { objective } = resolveObjective(this.config.objective, this.config.objectiveSettings ?? {});
+    const grads = new Map<string, Float64Array>();
+    let loss = 0;
+    const terms: Record<string, number> = {}, metrics: Record<string, number> = {};
+    const ga = this.config.gradAccum;
+    let n = 0;
+    for (let a = 0; a < ga; a++) {
+      const batch = this.nextBatch();
+      // samples of a micro-batch run concurrently; their gradients are summed in batch order (repeatable)
+      const fwd = await Promise.all(batch.map((s) => forwardSample(this.engine, s, this.requirements, 'policy', { save: true })));
+      const scores: PreferenceScores[] = [];
+      for (let i = 0; i < batch.length; i++) {
+        scores.push({ policy: fwd[i].scores, reference: await this.referenceScores(batch[i]), swap: batch[i].swap });
+      }
+      const res = evaluate(objective, this.objectiveConfig, scores);
+      const parts = await Promise.all(batch.map(async (s, i) => {
+        const w: SequenceScores = {};
+        for (const [k, v] of Object.entries(res.grads[i])) w[k as keyof SequenceScores] = (v as number) / ga;
+        const mine = new Map<string, Float64Array>();
+        await backwardSample(this.engine, s, this.requirements, fwd[i], w, mine);
+        return mine;
+      }));
+      for (const mine of parts) {
+        for (const [k, g] of mine) {
+          const acc = grads.get(k);
+          if (!acc) grads.set(k, g);
+          else for (let j = 0; j < g.length; j++) acc[j] += g[j];
+        }
+      }
+      loss += res.loss / ga;
+      for (const [k, v] of Object.entries(res.terms)) terms[k] = (terms[k] ?? 0) + v / ga;
+      for (const [k, v] of Object.entries(res.metrics)) metrics[k] = (metrics[k] ?? 0) + v / ga;
+      n += batch.length;
+    }
+    const gradNorm = clipGradNorm(grads, this.config.maxGradNorm);
+    const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, this.state.step);
+    adamwStep(this.parameters(), grads, this.state.adam, this.config.optimizer, lr);
+    await this.engine.uploadLora();
+    this.state.step++;
+    return { step: this.state.step, epoch: this.state.epoch + this.state.position / this.state.order.length, loss,
+      learning_rate: lr, grad_norm: gradNorm, terms, metrics, samples: n };
+  }
+
+  /** the trainable tensors by PEFT name (views of the engine's host LoRA) */
+  parameters(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const p of this.engine.lora.values()) {
+      out.set(`${p.module}.lora_A.weight`, p.A);
+      out.set(`${p.module}.lora_B.weight`, p.B);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * `vco-lab bench train` (and `bench --quick`): scoring and training cost of one preference sample with
+ * 48-token answers on random-weight models of real shapes, and, measured in the same run, what each saving
+ * buys: packed vs naive scoring of the two-image contexts, cached vs recomputed image features, LoRA on the
+ * top k layers vs all layers.
+ */
+import { performance } from 'node:perf_hooks';
+import { Engine, type LoraSettings } from '../engine/engine.js';
+import { type EngineSample, forwardSample } from '../engine/sample.js';
+import { Trainer } from '../engine/trainer.js';
+import { icvco } from '../loss/icvco.js';
+import { randomCheckpoint } from '../model/random-checkpoint.js';
+import { LLAVA_INTERLEAVE_05B, SMOLVLM_256M, shrink } from '../model/shapes.js';
+import { type VlmSpec, prefixes } from '../model/vlm.js';
+import { createNodeRuntime } from '../runtime/node.js';
+import type { EP } from '../runtime/runtime.js';
+
+export interface TrainBenchRow {
+  model: string;
+  precision: 'fp32' | 'int4';
+  /** policy + reference scores (8 + 8) of a new sample, its two images' features included */
+  score_ms_per_sample: number;
+  /** one optimizer step on one sample, reference scores cached (steady state) */
+  train_ms_per_sample: number;
+  tokens_per_sample: number;
+  score_tokens_per_s: number;
+  train_tokens_per_s: number;
+  /** packed [prompt | y | y'] vs one pass per response, the two-image contexts, features cached */
+  packed_vs_naive_speedup: number;
+  /** scoring with per-image cached features vs recomputing the tower for every context */
+  cached_vs_recomputed_features_speedup: number;
+  /** a training step with LoRA on the top 4 LM layers vs on all of them */
+  topk_vs_all_layers_speedup: number;
+  peak_rss_mb: number;
+}
+
+let word = 7;
+const rnd = () => { word = (word * 1103515245 + 12345) % 2147483648; return word / 2147483648; };
+
+/**
+ * A preference sample shaped like the paper's: a photo per image, a question, two 48-token answers that
+ * differ in a few tokens. Idefics3 splits a photo as its processor does for a 1024-px image at
+ * max_image_size 512: 2x2 tiles plus the global image, 5 x tokensPerImage tokens; LLaVA takes one 384-px image.
+ */
+export function syntheticSample(spec: VlmSpec, id: string, R = 48): EngineSample {
+  const w = () => 100 + Math.floor(rnd() * Math.min(spec.text.vocab - 200, 20000));
+  const tiles = spec.family === 'idefics3' ? 5 : 1;
+  const img = () => Array.from({ length: tiles }, () => Float32Array.from({ length: 3 * spec.vision.imageSize ** 2 }, () => rnd() * 2 - 1));
+  const block = Array.from({ length: tiles }, () => [4, ...Array(spec.tokensPerImage).fill(spec.imageTokenId)]).flat();
+  const q = Array.from({ length: 16 }, w), anchor = [w(), w(), w(), w(), w(), w()];
+  const y = Array.from({ length: R - 1 }, w);
+  const yp = y.slice();
+  for (const i of [5, 17, 30]) yp[i] = w();
+  const eos = 2;
+  const single = [1, ...block, ...q, 3], multi = (a: number) => [1, ...block, ...block, ...q, ...anchor, a, 3];
+  const mask = (a: number[], b: number[]) => [...a.map((t, i) => (t !== b[i] ? 1 : 0)), 0];
+  return {
+    id, images: { m: img(), "m'": img() },
+    prompts: { m: single, "m'": single, 'M>m': multi(11), "M>m'": multi(12) },
+    contextImages: { m: ['m'], "m'": ["m'"], 'M>m': ['m', "m'"], "M>m'": ['m', "m'"] },
+    responses: { y: [...y, eos], "y'": [...yp, eos] }, spanMasks: { y: mask(y, yp), "y'": mask(yp, y) }, swap: false,
+  };
+}
+
+const time = async (f: () => Promise<unknown>) => { const t = performance.now(); await f(); return performance.now() - t; };
+
+export async function benchTrainModel(spec: VlmSpec, name: string, precision: 'fp32' | 'int4', ep: EP,
+  log?: (s: string) => void): Promise<TrainBenchRow> {
+  const rt = await createNodeRuntime(ep);
+  const ckpt = randomCheckpoint(spec, 1);
+  const lmTargets = `${prefixes(spec).text.replace(/\./g, '\\.')}\\.layers\\.\\d+\\.(self_attn\\.(q|k|v|o)_proj|mlp\\.(gate|up|down)_proj)`;
+  const lora = (topK?: number): LoraSettings => ({ r: 16, alpha: 32, targets: lmTargets, topK });
+  const reqs = icvco.requirements(icvco.defaults());
+  const make = (o: { topK?: number; cacheFeatures?: boolean } = {}) =>
+    Engine.create(rt, spec, ckpt, { lora: lora(o.topK), int4: precision === 'int4', seed: 1, cacheFeatures: o.cacheFeatures });
+  const e = await make();
+  const warm = syntheticSample(spec, 'warm');
+  await forwardSample(e, warm, reqs, 'policy'); await forwardSample(e, warm, reqs, 'reference');
+  log?.(`${name} ${precision}: sessions ready`);
+
+  const s1 = syntheticSample(spec, 's1');
+  const score = await time(async () => { await forwardSample(e, s1, reqs, 'policy'); await forwardSample(e, s1, reqs, 'reference'); });
+  // the two-image contexts, features cached: packed vs naive
+  const ctx = { prompt: s1.prompts['M>m'], images: [...s1.images.m, ...s1.images["m'"]] };
+  await e.forward(ctx, [s1.responses.y], 'policy'); // warm the naive shapes' sessions
+  await e.forward(ctx, [s1.responses["y'"]], 'policy');
+  const packed = await time(() => e.forward(ctx, [s1.responses.y, s1.responses["y'"]], 'policy'));
+  const naive = await time(async () => { await e.forward(ctx, [s1.responses.y], 'policy'); await e.forward(ctx, [s1.responses["y'"]], 'policy'); });
+  log?.(`${name} ${precision}: scoring ${score.toFixed(0)} ms, packed ${packed.toFixed(0)} vs naive ${naive.toFixed(0)} ms`);
+
+  const t = new Trainer(e, [s1], { objective: 'icvco', optimizer: { lr: 5e-6, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+    schedule: { kind: 'constant', warmupSteps: 0, totalSteps: 10 }, batchSize: 1, gradAccum: 1, maxGradNorm: 1, seed: 1, shuffle: false });
+  await t.step(); // warm-up: backward sessions, reference scores cached
+  const train = await time(() => t.step());
+  log?.(`${name} ${precision}: training step ${train.toFixed(0)} ms`);
+  await e.release();
+
+  const noCache = await make({ cacheFeatures: false });
+  await forwardSample(noCache, warm, reqs, 'policy');
+  const s2 = syntheticSample(spec, 's2');
+  const scoreRecompute = await time(async () => { await forwardSample(noCache, s2, reqs, 'policy'); await forwardSample(noCache, s2, reqs, 'reference'); });
+  await noCache.release();
+
+  const top = await make({ topK: 4 });
+  const tt = new Trainer(top, [s1], t.config);
+  await tt.step();
+  const trainTop = await time(() => tt.step());
+  await top.release();
+  log?.(`${name} ${precision}: recomputed-features scoring ${scoreRecompute.toFixed(0)} ms, top-4 training step ${trainTop.toFixed(0)} ms`);
+
+  const tokens = (['m', "m'", 'M>m', "M>m'"] as const).reduce((a, c) => a + 2 * s1.prompts[c].length, 0) + 4 * (s1.responses.y.length + s1.responses["y'"].length);
+  return {
+    model: name, precision, score_ms_per_sample: score, train_ms_per_sample: train, tokens_per_sample: tokens,
+    score_tokens_per_s: tokens / (score / 1000), train_tokens_per_s: tokens / (train / 1000),
+    packed_vs_naive_speedup: naive / packed, cached_vs_recomputed_features_speedup: scoreRecompute / score,
+    topk_vs_all_layers_speedup: train / trainTop, peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+export interface TrainBench {
+  suite: 'train';
+  ep: EP;
+  quick: boolean;
+  rows: TrainBenchRow[];
+  /** the quick run's headline: naive time / packed time on the two-image contexts */
+  packed_vs_naive_speedup: number;
+}
+
+export async function benchTrain(o: { ep?: EP; quick?: boolean; models?: string[]; log?: (s: string) => void } = {}): Promise<TrainBench> {
+  const ep = o.ep ?? 'cpu';
+  const rows: TrainBenchRow[] = [];
+  if (o.quick) {
+    rows.push(await benchTrainModel(shrink(SMOLVLM_256M, { layers: 4, visionLayers: 2 }), 'SmolVLM-256M-shaped (4 LM, 2 tower layers)', 'fp32', ep, o.log));
+  } else {
+    const models = o.models ?? ['smolvlm', 'llava'];
+    if (models.includes('smolvlm')) {
+      for (const p of ['fp32', 'int4'] as const) rows.push(await benchTrainModel(SMOLVLM_256M, 'SmolVLM-256M-shaped', p, ep, o.log));
+    }
+    if (models.includes('llava')) rows.push(await benchTrainModel(LLAVA_INTERLEAVE_05B, 'llava-interleave-0.5b-shaped', 'fp32', ep, o.log));
+  }
+  return { suite: 'train', ep, quick: !!o.quick, rows, packed_vs_naive_speedup: rows[0].packed_vs_naive_speedup };
+}
