@@ -178,6 +178,11 @@ export class Engine {
     }
   }
 
+  /** share another engine's frozen-tower feature cache (same checkpoint and precision: the same features) */
+  adoptFeatureCache(other: Engine): void {
+    for (const [k, v] of other.featureCache) this.featureCache.set(k, v);
+  }
+
   private lowestLoraLayer(): number {
     return this.loraLayers.size ? Math.min(...this.loraLayers) : this.spec.text.layers;
   }

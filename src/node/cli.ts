@@ -20,12 +20,17 @@ commands:
       --loss-only feeds the case's expected token log-probs to the loss module instead
       and checks both presets' loss, dL/ds and VCDist gates (1e-9).
       Exits 1 when any error is over tolerance.
-  bench [ops] [int4] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024] [--json] [--out FILE]
+  bench [ops] [int4] [train] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
+        [--models smolvlm,llava] [--json] [--out FILE]
       Benchmarks (all suites when none is named). ops: MatMul throughput of
       onnxruntime-node used directly next to the same graphs through the project's
       runtime layer, and their ratio (one run). int4: how far int4 frozen linears move
       the per-token log-probs from float32 on a SmolVLM-256M-shaped model with random
-      weights. --out writes the JSON results to FILE as well.
+      weights. train: scoring and training one preference sample (48-token answers) on
+      SmolVLM-256M- and llava-interleave-0.5b-shaped models, with the packed/naive,
+      cached/recomputed-features and top-k/all-layers ratios measured in the same run.
+      --quick: only a smaller SmolVLM-shaped scoring run (under 3 minutes), whose JSON
+      has packed_vs_naive_speedup. --out writes the JSON results to FILE as well.
   help
       Show this text.
 `;
@@ -104,10 +109,10 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
     options: { ep: { type: 'string', default: 'cpu' }, sizes: { type: 'string' }, json: { type: 'boolean', default: false },
-      out: { type: 'string' } },
+      out: { type: 'string' }, quick: { type: 'boolean', default: false }, models: { type: 'string' } },
   });
-  const known = ['ops', 'int4'];
-  const suites = positionals.length ? positionals : known;
+  const known = ['ops', 'int4', 'train'];
+  const suites = positionals.length ? positionals : values.quick ? ['train'] : known;
   const bad = suites.filter((x) => !known.includes(x));
   if (bad.length) {
     err(`vco-lab bench: unknown suite ${bad.join(', ')}; suites: ${known.join(', ')}\n`);
@@ -127,6 +132,12 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       const r = await benchOps({ ep, sizes, log: values.json ? undefined : (x) => out(`${x}\n`) });
       results.ops = r;
       if (!values.json) out(`layer/raw geometric mean ${r.layer_over_raw_geomean.toFixed(3)}\nruntime: ${r.detail}; ${r.machine.cpus} x ${r.machine.model}\n\n`);
+    } else if (suite === 'train') {
+      const { benchTrain, formatTrainBench } = await import('./bench-train.js');
+      const models = values.models?.split(',');
+      const r = await benchTrain({ ep, quick: values.quick, models, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
+      results.train = r;
+      if (!values.json) out(`${formatTrainBench(r)}\n`);
     } else if (suite === 'int4') {
       const { benchInt4 } = await import('./bench-int4.js');
       const r = await benchInt4({ ep });
