@@ -54,6 +54,13 @@ interface Saved {
   images: Float32Array[];
 }
 
+/** bytes a saved forward keeps for the backward pass (layer inputs, final hidden state) */
+export function savedBytes(saved: { layerInputs: Map<number, Tensor>; final: Tensor }): number {
+  let b = saved.final.size * 4;
+  for (const t of saved.layerInputs.values()) b += t.size * 4;
+  return b;
+}
+
 export interface ForwardResult {
   /** per response: per-token log-probs */
   logprobs: Float32Array[];
@@ -110,6 +117,8 @@ export class Engine {
   private readonly featureCache = new Map<string, Promise<Tensor>>();
   private readonly lowerCache = new Map<string, Tensor>();
   readonly stats = { visionRuns: 0, layerRuns: 0, featureCacheHits: 0, lowerStackHits: 0 };
+  /** bytes of frozen weights uploaded (int4 blocks count as stored) */
+  weightBytes = 0;
 
   private constructor(readonly rt: Runtime, readonly spec: VlmSpec, private readonly o: EngineOptions) {
     this.weights = rt.weightStore();
@@ -119,6 +128,7 @@ export class Engine {
     const e = new Engine(rt, spec, o);
     const up = await uploadWeights(rt, e.weights, spec, ckpt, { int4: o.int4 });
     e.int4 = up.int4;
+    e.weightBytes = up.bytes;
     e.setupLora();
     await e.uploadLora();
     return e;

@@ -22,7 +22,7 @@ commands:
       Exits 1 when any error is over tolerance.
   bench [ops] [int4] [train] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
         [--models smolvlm,llava] [--json] [--out FILE]
-      Benchmarks (all suites when none is named). ops: MatMul throughput of
+      Benchmarks (ops and train when none is named). ops: MatMul throughput of
       onnxruntime-node used directly next to the same graphs through the project's
       runtime layer, and their ratio (one run). int4: how far int4 frozen linears move
       the per-token log-probs from float32 on a SmolVLM-256M-shaped model with random
@@ -112,7 +112,8 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       out: { type: 'string' }, quick: { type: 'boolean', default: false }, models: { type: 'string' } },
   });
   const known = ['ops', 'int4', 'train'];
-  const suites = positionals.length ? positionals : values.quick ? ['train'] : known;
+  // the default run: the runtime layer's overhead and the training engine (int4's accuracy is its own suite)
+  const suites = positionals.length ? positionals : values.quick ? ['train'] : ['ops', 'train'];
   const bad = suites.filter((x) => !known.includes(x));
   if (bad.length) {
     err(`vco-lab bench: unknown suite ${bad.join(', ')}; suites: ${known.join(', ')}\n`);

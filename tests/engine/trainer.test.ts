@@ -161,3 +161,19 @@ describe('checkpoints', () => {
     await e.release();
   }, 300_000);
 });
+
+describe('vco-lab bench --quick --json', () => {
+  it('prints one JSON object with packed_vs_naive_speedup measured in that run', async () => {
+    const { main } = await import('../../src/node/cli.js');
+    let out = '';
+    const code = await main(['bench', '--quick', '--json'], (s) => { out += s; }, () => {});
+    expect(code).toBe(0);
+    const r = JSON.parse(out);
+    expect(r.suite).toBe('train');
+    expect(r.quick).toBe(true);
+    // a timing ratio: only its sign is safe to assert on a loaded CI machine (BENCHMARKS.md has the figures)
+    expect(r.packed_vs_naive_speedup).toBeGreaterThan(1);
+    expect(r.rows[0].score_ms_per_sample).toBeGreaterThan(0);
+    expect(r.rows[0].cached_vs_recomputed_features_speedup).toBeGreaterThan(1);
+  }, 600_000);
+});
