@@ -15,6 +15,7 @@ import { type LoraInput, type VlmSpec, linearModules, parameterList, prefixes } 
 import { int4Block, uploadWeights } from '../model/weights.js';
 import type { Runtime, Session, WeightStore } from '../runtime/runtime.js';
 import { type PackedLayout, packSequence } from './packing.js';
+import { addGradient } from './sample.js';
 import { type Segment, type SegmentWithBackward, embedSegment, headSegment, layerAlias, layerSegment, visionSegment,
   withBackward } from './segments.js';
 
@@ -332,12 +333,7 @@ export class Engine {
     const s = this.spec, L = saved.layout.ids.length, R = saved.layout.targets.length;
     const seed = new Float32Array(R);
     saved.layout.spans.forEach(([a], k) => seed.set(seeds[k], a));
-    const acc = (name: string, t: Tensor) => {
-      const d = t.data as Float32Array;
-      let g = grads.get(name);
-      if (!g) { g = new Float64Array(d.length); grads.set(name, g); }
-      for (let i = 0; i < d.length; i++) g[i] += d[i];
-    };
+    const acc = (name: string, t: Tensor) => addGradient(grads, name, t.data as Float32Array);
     const headBw = await this.session(`head-bw:${L}:${R}`, () => withBackward(headSegment(s, L, R), true));
     const hb = headBw.seg.backward;
     let d = (await headBw.s.run({ ...saved.feeds, hidden_in: saved.final, [hb.seeds.logprobs]: this.rt.tensor('float32', seed, [R]) }))[hb.grads.hidden_in];

@@ -90,11 +90,16 @@ export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyA
     if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, seeds, mine);
     return mine;
   }));
-  for (const mine of parts) {
-    for (const [k, g] of mine) {
-      const acc = grads.get(k);
-      if (!acc) grads.set(k, g);
-      else for (let i = 0; i < g.length; i++) acc[i] += g[i];
-    }
-  }
+  for (const mine of parts) addGradients(grads, mine);
+}
+
+/** add named gradients into a running sum (the map takes over arrays it did not have) */
+export function addGradients(into: Map<string, Float64Array>, from: Map<string, Float64Array>): void {
+  for (const [k, g] of from) addGradient(into, k, g);
+}
+
+export function addGradient(into: Map<string, Float64Array>, name: string, g: ArrayLike<number>): void {
+  const acc = into.get(name);
+  if (!acc) { into.set(name, g instanceof Float64Array ? g : Float64Array.from(g)); return; }
+  for (let i = 0; i < g.length; i++) acc[i] += g[i];
 }

@@ -12,7 +12,7 @@ import { evaluate } from '../loss/objective.js';
 import type { LossResult, PreferenceScores, SequenceRequirement, SequenceScores } from '../loss/types.js';
 import type { Engine } from './engine.js';
 import { type AdamWConfig, type AdamWState, type Schedule, adamwStep, clipGradNorm, lrFactor, newAdamWState } from './optim.js';
-import { type EngineSample, backwardSample, forwardSample } from './sample.js';
+import { type EngineSample, addGradients, backwardSample, forwardSample } from './sample.js';
 
 export interface TrainConfig {
   /** objective id, e.g. 'icvco', 'icvco:reference-code', 'dpo' */
@@ -148,13 +148,7 @@ export class Trainer {
         await backwardSample(this.engine, s, this.requirements, fwd[i], w, mine);
         return mine;
       }));
-      for (const mine of parts) {
-        for (const [k, g] of mine) {
-          const acc = grads.get(k);
-          if (!acc) grads.set(k, g);
-          else for (let j = 0; j < g.length; j++) acc[j] += g[j];
-        }
-      }
+      for (const mine of parts) addGradients(grads, mine);
       loss += res.loss / ga;
       for (const [k, v] of Object.entries(res.terms)) terms[k] = (terms[k] ?? 0) + v / ga;
       for (const [k, v] of Object.entries(res.metrics)) metrics[k] = (metrics[k] ?? 0) + v / ga;

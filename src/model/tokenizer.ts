@@ -100,22 +100,22 @@ export function findChatTemplate(files: TokenizerFiles, tokenizerConfig?: Json):
 
 // ------------------------------------------------------------------------------------------ offsets
 
-/** GPT-2's bytes_to_unicode, inverted: the byte-level alphabet char -> byte */
-const BYTE_OF: Map<string, number> = (() => {
+/** GPT-2's bytes_to_unicode: the byte-level alphabet, byte -> char */
+export function byteLevelChars(): string[] {
   const bs: number[] = [];
   for (let b = 33; b <= 126; b++) bs.push(b);
   for (let b = 161; b <= 172; b++) bs.push(b);
   for (let b = 174; b <= 255; b++) bs.push(b);
   const cs = [...bs];
   let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  return new Map(bs.map((b, i) => [String.fromCodePoint(cs[i]), b]));
-})();
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+  const out: string[] = new Array(256);
+  bs.forEach((b, i) => { out[b] = String.fromCodePoint(cs[i]); });
+  return out;
+}
+
+/** the byte-level alphabet inverted: char -> byte */
+const BYTE_OF: Map<string, number> = new Map(byteLevelChars().map((c, b) => [c, b]));
 const SPACE_CHAR = 'Ġ';
 
 type Piece = (cp: string) => string;

@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { byteLevelChars } from '../../src/model/tokenizer.js';
 
 type Json = Record<string, unknown>;
 
@@ -78,19 +79,8 @@ export function wordLevelTokenizer(vocab: Record<string, number>, added: string[
   };
 }
 
-/** GPT-2's byte-level alphabet: byte -> char */
-export function byteLevelChars(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => { out[b] = String.fromCodePoint(cs[i]); });
-  return out;
-}
+// the byte-level alphabet is the library's own (the tests compare token ids with HF's Rust tokenizers)
+export { byteLevelChars };
 
 const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
