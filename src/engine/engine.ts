@@ -93,6 +93,17 @@ export interface EngineOptions {
   /** switch caches off (for measuring what they save) */
   cacheFeatures?: boolean;
   cacheLowerStack?: boolean;
+  /** most images whose features stay cached (oldest dropped first); a long run over many samples stays bounded */
+  featureCacheSize?: number;
+  /** most contexts whose lower-stack output stays cached */
+  lowerStackCacheSize?: number;
+}
+
+/** a Map as a bounded cache: inserting past `max` drops the oldest entry */
+function remember<V>(m: Map<string, V>, key: string, v: V, max: number): void {
+  m.delete(key);
+  m.set(key, v);
+  while (m.size > max) m.delete(m.keys().next().value as string);
 }
 
 /** PEFT's LoRA init: A ~ kaiming_uniform(a=√5) = U(-1/√in, 1/√in), B = 0 */
@@ -234,12 +245,12 @@ export class Engine {
       if (p) this.stats.featureCacheHits++;
       else {
         p = this.runVision([im], false);
-        if (this.o.cacheFeatures !== false) this.featureCache.set(key, p);
+        if (this.o.cacheFeatures !== false) remember(this.featureCache, key, p, this.o.featureCacheSize ?? 512);
       }
       single = await p;
-      parts.push((await single.getData()) as Float32Array);
+      if (images.length > 1) parts.push((await single.getData()) as Float32Array);
     }
-    if (parts.length === 1) return single!;
+    if (images.length === 1) return single!;
     const all = new Float32Array(parts.reduce((a, x) => a + x.length, 0));
     let at = 0;
     for (const x of parts) { all.set(x, at); at += x.length; }
@@ -309,7 +320,7 @@ export class Engine {
     }
     const firstSaved = this.visionTrainable ? 0 : low;
     for (let l = startLayer; l < s.text.layers; l++) {
-      if (cacheLower && l === low) this.lowerCache.set(lowerKey, h);
+      if (cacheLower && l === low) remember(this.lowerCache, lowerKey, h, this.o.lowerStackCacheSize ?? 256);
       if (saved && l >= firstSaved) saved.layerInputs.set(l, h);
       const withLora = policy && this.loraLayers.has(l);
       const { s: sess } = await this.layerSession(L, withLora);
