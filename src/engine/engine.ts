@@ -11,7 +11,7 @@ import type { Tensor } from 'onnxruntime-common';
 import { ropeTables } from '../onnx/nn.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { type Adapter, peftMatches } from '../model/peft.js';
-import { type LoraInput, type VlmSpec, linearModules, parameterList, prefixes } from '../model/vlm.js';
+import { type LoraInput, type VlmSpec, imagePositions, linearModules, parameterList, prefixes, stackImages } from '../model/vlm.js';
 import { int4Block, uploadWeights } from '../model/weights.js';
 import type { Runtime, Session, WeightStore } from '../runtime/runtime.js';
 import { type PackedLayout, packSequence } from './packing.js';
@@ -259,8 +259,7 @@ export class Engine {
 
   private async runVision(images: Float32Array[], policy: boolean): Promise<Tensor> {
     const n = images.length, S = this.spec.vision.imageSize;
-    const px = new Float32Array(n * 3 * S * S);
-    images.forEach((im, i) => px.set(im, i * 3 * S * S));
+    const px = stackImages(images, this.spec);
     const { s } = await this.session(`vision:${n}:${policy}`, () => visionSegment(this.spec, n, this.visionOpts(policy)));
     this.stats.visionRuns++;
     return (await s.run({ pixel_values: this.rt.tensor('float32', px, [n, 3, S, S]) })).image_features;
@@ -286,12 +285,7 @@ export class Engine {
     const s = this.spec, layout = packSequence(ctx.prompt, responses), L = layout.ids.length;
     const policy = which === 'policy';
     const ids = BigInt64Array.from(layout.ids.map(BigInt));
-    const index = new BigInt64Array(L), mask = new Uint8Array(L);
-    let k = 0;
-    for (let i = 0; i < L; i++) if (layout.ids[i] === s.imageTokenId) { index[i] = BigInt(k++); mask[i] = 1; }
-    if (k !== ctx.images.length * s.tokensPerImage) {
-      throw new Error(`context has ${k} <image> tokens but ${ctx.images.length} image(s) of ${s.tokensPerImage} tokens`);
-    }
+    const { index, mask } = imagePositions(layout.ids, s, ctx.images.length);
     const { cos, sin } = ropeTables(layout.positions, s.text.headDim, s.text.ropeTheta);
     const feeds: Record<string, Tensor> = {
       rope_cos: this.rt.tensor('float32', cos, [L, s.text.headDim]),
@@ -368,8 +362,7 @@ export class Engine {
       const eb = emb.seg.backward;
       const dFeat = (await emb.s.run({ ...saved.feeds, image_features: saved.features, [eb.seeds.hidden_out]: d }))[eb.grads.image_features];
       const n = saved.images.length, S = s.vision.imageSize;
-      const px = new Float32Array(n * 3 * S * S);
-      saved.images.forEach((im, i) => px.set(im, i * 3 * S * S));
+      const px = stackImages(saved.images, s);
       const vis = await this.session(`vision-bw:${n}`, () => withBackward(visionSegment(s, n, this.visionOpts(true)), false));
       const vb = vis.seg.backward;
       const out = await vis.s.run({ pixel_values: this.rt.tensor('float32', px, [n, 3, S, S]), [vb.seeds.image_features]: dFeat });

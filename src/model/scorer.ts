@@ -10,7 +10,7 @@ import type { Runtime, Session, WeightStore } from '../runtime/runtime.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { Adapter } from './peft.js';
 import { CheckpointError } from './safetensors.js';
-import { type GraphShape, type LoraInput, type VlmSpec, buildVlmGraph, linearModules, parameterList } from './vlm.js';
+import { type GraphShape, type LoraInput, type VlmSpec, buildVlmGraph, imagePositions, linearModules, parameterList, stackImages } from './vlm.js';
 import { int4Block, toFloat32, uploadWeights } from './weights.js';
 
 export interface ScoreSequence {
@@ -76,21 +76,9 @@ export class VlmScorer {
   sequenceFeeds(seq: ScoreSequence): Record<string, Tensor> {
     const L = seq.inputIds.length, s = this.spec;
     const ids = BigInt64Array.from(Array.from(seq.inputIds, (x) => BigInt(x)));
-    const index = new BigInt64Array(L), mask = new Uint8Array(L);
-    let k = 0;
-    for (let i = 0; i < L; i++) if (Number(ids[i]) === s.imageTokenId) { index[i] = BigInt(k++); mask[i] = 1; }
-    if (k !== seq.images.length * s.tokensPerImage) {
-      throw new Error(`sequence has ${k} <image> tokens (id ${s.imageTokenId}) but ${seq.images.length} image(s) of ` +
-        `${s.tokensPerImage} tokens each`);
-    }
+    const { index, mask } = imagePositions(seq.inputIds, s, seq.images.length);
     const { cos, sin } = ropeTables(Array.from({ length: L }, (_, i) => i), s.text.headDim, s.text.ropeTheta);
-    const px = new Float32Array(seq.images.length * 3 * s.vision.imageSize ** 2);
-    seq.images.forEach((im, i) => {
-      if (im.length !== 3 * s.vision.imageSize ** 2) {
-        throw new Error(`image ${i} has ${im.length} values; this model takes [3, ${s.vision.imageSize}, ${s.vision.imageSize}]`);
-      }
-      px.set(im, i * im.length);
-    });
+    const px = stackImages(seq.images, s);
     const R = L - seq.responseStart;
     const predict = BigInt64Array.from({ length: R }, (_, j) => BigInt(seq.responseStart - 1 + j));
     return {

@@ -62,6 +62,30 @@ export function checkpointKeys(s: VlmSpec, param: string): string[] {
   return keys;
 }
 
+/**
+ * Where image features go in a sequence: image_index (the k-th <image> token takes feature row k) and
+ * image_mask; the count must match the images given.
+ */
+export function imagePositions(ids: ArrayLike<number>, s: VlmSpec, nImages: number): { index: BigInt64Array; mask: Uint8Array } {
+  const L = ids.length, index = new BigInt64Array(L), mask = new Uint8Array(L);
+  let k = 0;
+  for (let i = 0; i < L; i++) if (Number(ids[i]) === s.imageTokenId) { index[i] = BigInt(k++); mask[i] = 1; }
+  if (k !== nImages * s.tokensPerImage) {
+    throw new Error(`sequence has ${k} <image> tokens (id ${s.imageTokenId}) but ${nImages} image(s) of ${s.tokensPerImage} tokens each`);
+  }
+  return { index, mask };
+}
+
+/** images [3, S, S] each, stacked into one pixel_values buffer [n, 3, S, S] */
+export function stackImages(images: ReadonlyArray<Float32Array>, s: VlmSpec): Float32Array {
+  const n = 3 * s.vision.imageSize ** 2, px = new Float32Array(images.length * n);
+  images.forEach((im, i) => {
+    if (im.length !== n) throw new Error(`image ${i} has ${im.length} values; this model takes [3, ${s.vision.imageSize}, ${s.vision.imageSize}]`);
+    px.set(im, i * n);
+  });
+  return px;
+}
+
 export interface ParamInfo { name: string; shape: number[]; linear?: { out: number; in: number } }
 
 /**
