@@ -4,6 +4,9 @@
  * packed pass per context and returns the sequence scores the loss module asks for.
  */
 import type { Img, Resp, SeqKey, SequenceRequirement, SequenceScores } from '../loss/types.js';
+import type { ProcessedImage } from '../model/processor.js';
+import { type PreferenceText, preferenceSequences } from '../model/prompts.js';
+import type { VlmTokenizer } from '../model/tokenizer.js';
 import type { Engine, ForwardResult } from './engine.js';
 
 export type Ctx4 = Img | `M>${Img}`;
@@ -102,4 +105,22 @@ export function addGradient(into: Map<string, Float64Array>, name: string, g: Ar
   const acc = into.get(name);
   if (!acc) { into.set(name, g instanceof Float64Array ? g : Float64Array.from(g)); return; }
   for (let i = 0; i < g.length; i++) acc[i] += g[i];
+}
+
+/**
+ * An EngineSample from a preference sample's text and its two processed images, with the official prompt
+ * construction (model/prompts.ts): the four contexts' prompt ids, both responses (EOS last) and span masks.
+ */
+export function engineSample(id: string, text: PreferenceText, images: Record<Img, ProcessedImage>, tokenizer: VlmTokenizer,
+  placeholder = '<image>'): EngineSample {
+  const q = preferenceSequences(text, { tokenizer, imageText: { m: images.m.text, "m'": images["m'"].text }, placeholder });
+  return {
+    id,
+    images: { m: images.m.tiles, "m'": images["m'"].tiles },
+    prompts: { m: q['m|y'].promptIds, "m'": q["m'|y"].promptIds, 'M>m': q['M>m|y'].promptIds, "M>m'": q["M>m'|y"].promptIds },
+    contextImages: { m: ['m'], "m'": ["m'"], 'M>m': q['M>m|y'].images, "M>m'": q["M>m'|y"].images },
+    responses: { y: q['m|y'].responseIds, "y'": q["m|y'"].responseIds },
+    spanMasks: { y: q['m|y'].spanMask, "y'": q["m|y'"].spanMask },
+    swap: text.swap,
+  };
 }

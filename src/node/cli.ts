@@ -31,6 +31,32 @@ commands:
       cached/recomputed-features and top-k/all-layers ratios measured in the same run.
       --quick: only a smaller SmolVLM-shaped scoring run (under 3 minutes), whose JSON
       has packed_vs_naive_speedup. --out writes the JSON results to FILE as well.
+  eval [--model DIR] [--adapter DIR] [--n N] [--seed S] [--batch B] [--device cpu|webgpu] [--json]
+      The ShapesWorld hallucination benchmark (yes/no questions in the style of POPE/AMBER:
+      existence, attribute, relation, and a "trap" subset where the language prior and the
+      image disagree), answered by comparing log p("Yes") and log p("No") after the prompt.
+      Accuracy, F1 and yes-ratio per category. No --model: the embedded default model
+      (models/shapesworld-tiny). --adapter: a PEFT LoRA folder on top. --n: questions per
+      category (200).
+  train-default [--stage K [--init DIR]] [--steps N] [--batch B] [--lr X] [--seed S]
+        [--star-yellow P] [--eval-every N] [--out DIR] [--json]
+      Retrain the embedded default model from scratch (every weight, ORT CPU EP) on a fresh
+      stream of ShapesWorld SFT examples where stars are yellow with probability P (0.95:
+      the planted language prior), in the recipe's two stages (src/train/pretrain.ts), then
+      run the benchmark. Writes the HF model folder (default models/shapesworld-tiny)
+      atomically, with training.json (time, machine, loss curves, benchmark) and a model
+      card. --stage K runs one stage (K > 1 continues --init DIR); --steps etc. override
+      the stage's settings; --eval-every N runs a 50-per-category benchmark every N steps.
+  toy-paper [--model DIR] [--pairs N] [--steps N] [--batch B] [--lr X] [--n N]
+        [--objectives dpo,visdpo,icvco:paper] [--json] [--out FILE]
+      The paper at toy scale: LoRA preference training of the default model with DPO,
+      image-swap visual DPO and IC-VCO, each on edited and on synthetic negatives of the same
+      seed tuples, same budget; the benchmark before and after, and the training reward
+      accuracies (first and last quarter of the steps).
+  data export|check|similarity ...
+      ShapesWorld data: export preference or SFT sets in the official IC-VCO JSONL + PNG
+      format, check a JSONL file, report edited-vs-synthetic image similarity
+      (vco-lab data help).
   help
       Show this text.
 `;
@@ -44,6 +70,14 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
         return await reference(rest, out, err);
       case 'bench':
         return await bench(rest, out, err);
+      case 'eval':
+        return await (await import('./shapes-cli.js')).evalCommand(rest, out, err);
+      case 'train-default':
+        return await (await import('./shapes-cli.js')).trainDefaultCommand(rest, out, err);
+      case 'toy-paper':
+        return await (await import('./shapes-cli.js')).toyPaperCommand(rest, out, err);
+      case 'data':
+        return await (await import('./data-cli.js')).dataCommand(rest, out);
       case undefined:
       case 'help':
       case '--help':

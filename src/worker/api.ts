@@ -45,7 +45,33 @@ export interface StoredWeight {
   location: string;
 }
 
+export interface ModelSummary {
+  name: string;
+  family: string;
+  /** parameters (weights of the graphs) */
+  parameters: number;
+  bytes: number;
+  imageTokens: number;
+  ep: string;
+}
+
+export interface YesNoAnswer {
+  /** log p of the first token of "Yes." / "No." after the prompt */
+  logpYes: number;
+  logpNo: number;
+}
+
+/** an RGB or RGBA image, row-major */
+export interface WireImage { width: number; height: number; data: Uint8Array | Uint8ClampedArray }
+
 export interface EngineWorkerApi {
+  /**
+   * Load a model from its HF files (name -> URL; the embedded default model when none are given), reporting
+   * bytes fetched; the weights go into the weight store
+   */
+  loadModel(urls?: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<ModelSummary>;
+  /** the loaded model's answers to yes/no questions about one image */
+  yesNo(image: WireImage, questions: string[]): Promise<YesNoAnswer[]>;
   /** (re)start the runtime; WebGPU if this browser gives an adapter, else wasm with the reason */
   init(prefer?: 'webgpu' | 'wasm'): Promise<EngineInfo>;
   /**

@@ -10,6 +10,43 @@ import { serialize } from '../onnx/serialize.js';
 import type { DemoBackwardResult, EngineInfo, EngineWorkerApi, StoredWeight, WireArray, WireTensor, WireTensorIn } from './api.js';
 import { buildDemoGraphs } from './demo.js';
 import { toWireArray } from './wire.js';
+import { defaultModelUrls, DEFAULT_MODEL_NAME } from './default-model.js';
+import { checkpointFromFiles, parseJsonFile } from '../model/files.js';
+import { modelDataFromFiles } from '../model/data.js';
+import { parameterList } from '../model/vlm.js';
+import { specFromConfig } from '../model/spec.js';
+import { uploadWeights } from '../model/weights.js';
+import { BatchRunner, type ChatModel, choiceRow } from '../train/batch.js';
+import { yesNoTokens } from '../eval/yesno.js';
+import type { ModelSummary } from './api.js';
+
+/** the loaded model and one scoring runner per prompt length */
+let model: (ChatModel & { summary: ModelSummary; runners: Map<string, BatchRunner> }) | undefined;
+
+/** fetch files concurrently, reporting bytes received over all of them */
+async function fetchAll(urls: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<Map<string, Uint8Array>> {
+  const got = new Map<string, number>(), size = new Map<string, number>();
+  const report = () => onProgress?.([...got.values()].reduce((a, b) => a + b, 0), [...size.values()].reduce((a, b) => a + b, 0));
+  const entries = await Promise.all(Object.entries(urls).map(async ([name, url]) => {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`${name}: HTTP ${res.status} from ${url}`);
+    size.set(name, Number(res.headers.get('content-length')) || 0);
+    const chunks: Uint8Array[] = [];
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      got.set(name, (got.get(name) ?? 0) + value.length);
+      report();
+    }
+    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) { out.set(c, at); at += c.length; }
+    return [name, out] as const;
+  }));
+  return new Map(entries);
+}
 
 let runtime: Runtime | undefined;
 let store: WeightStore | undefined;
@@ -91,6 +128,39 @@ const api: EngineWorkerApi = {
     })();
     const rt = await starting;
     return { ep: rt.ep, detail: rt.detail };
+  },
+
+  async loadModel(urls, onProgress) {
+    const rt = await current();
+    const name = urls ? 'model' : DEFAULT_MODEL_NAME;
+    const files = await fetchAll(urls ?? defaultModelUrls(), onProgress);
+    const data = modelDataFromFiles(files, name);
+    const spec = specFromConfig(parseJsonFile(files.get('config.json')!, `${name}/config.json`), `${name}/config.json`);
+    for (const r of model?.runners.values() ?? []) await r.release();
+    store!.dispose();
+    const up = await uploadWeights(rt, store!, spec, checkpointFromFiles(name, files));
+    const parameters = parameterList(spec).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+    const summary: ModelSummary = { name, family: spec.family, parameters, bytes: up.bytes, imageTokens: spec.tokensPerImage, ep: rt.ep };
+    model = { spec, tokenizer: data.tokenizer, processor: data.processor, summary, runners: new Map() };
+    return summary;
+  },
+
+  async yesNo(image, questions) {
+    if (!model) throw new Error('no model is loaded: call loadModel first');
+    const rt = await current();
+    const { yes, no } = yesNoTokens(model);
+    const rows = questions.map((q) => choiceRow(model!, image, q, [yes, no]));
+    // one graph shape for every call (rows padded to a multiple of 32 tokens, 8 per batch): a session per
+    // shape costs shader compilation on WebGPU, so shapes must not follow each question's length
+    const B = 8, L = 32 * Math.ceil(Math.max(...rows.map((r) => r.ids.length)) / 32), tiles = rows[0]?.tiles.length ?? 1;
+    const key = `${L}:${tiles}`;
+    let r = model.runners.get(key);
+    if (!r) model.runners.set(key, (r = new BatchRunner(rt, model.spec, store!, { B, L, nImages: B * tiles, R: 2 * B }, model.tokenizer.eosId)));
+    const out: { logpYes: number; logpNo: number }[] = [];
+    for (let i = 0; i < rows.length; i += B) {
+      for (const [logpYes, logpNo] of await r.logprobs(rows.slice(i, i + B))) out.push({ logpYes, logpNo });
+    }
+    return out;
   },
 
   async runModel(model, feeds, fetches) {

@@ -1,0 +1,93 @@
+/**
+ * The ShapesWorld yes/no benchmark (POPE/AMBER style): each question is answered by comparing the model's
+ * next-token log-probs of "Yes" and "No" after the generation prompt (the first token of each answer as the
+ * model's own tokenizer writes it), with no sampling. Metrics per category as POPE reports them: accuracy, F1
+ * of the "yes" class, and the yes-ratio (how often the model says yes; 0.5 for a balanced, unbiased answerer).
+ */
+import type { PixelImage } from '../model/processor.js';
+import { encodeResponse } from '../model/prompts.js';
+import type { LoraInput } from '../model/vlm.js';
+import type { Runtime, WeightStore } from '../runtime/runtime.js';
+import { BatchRunner, type ChatModel, type Row, choiceRow } from '../train/batch.js';
+
+export interface YesNoItem {
+  category: string;
+  image: PixelImage;
+  question: string;
+  answer: 'yes' | 'no';
+}
+
+export interface CategoryMetrics { accuracy: number; f1: number; yes_ratio: number; n: number }
+
+export interface BenchmarkResult {
+  model: string;
+  categories: Record<string, CategoryMetrics>;
+}
+
+/** the first token of "Yes." and "No." as this tokenizer encodes an answer */
+export function yesNoTokens(m: ChatModel): { yes: number; no: number } {
+  const yes = encodeResponse(m.tokenizer, 'Yes.').ids[0], no = encodeResponse(m.tokenizer, 'No.').ids[0];
+  if (yes === no) throw new Error('the tokenizer gives "Yes." and "No." the same first token; cannot score yes/no');
+  return { yes, no };
+}
+
+export interface ScoringModel extends ChatModel {
+  store: WeightStore;
+  lora?: Map<string, LoraInput> | null;
+}
+
+/**
+ * log p(yes) − log p(no) for each item: rows are built first (so one graph shape, the longest prompt, serves
+ * the whole set), then scored `batch` at a time
+ */
+export async function yesNoMargins(rt: Runtime, m: ScoringModel, items: readonly YesNoItem[],
+  o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<number[]> {
+  const { yes, no } = yesNoTokens(m);
+  const rows: Row[] = items.map((it) => choiceRow(m, it.image, it.question, [yes, no]));
+  if (!rows.length) return [];
+  const B = Math.min(o.batch ?? 32, rows.length);
+  const L = Math.max(...rows.map((r) => r.ids.length)), tiles = Math.max(...rows.map((r) => r.tiles.length));
+  const runner = new BatchRunner(rt, m.spec, m.store, { B, L, nImages: B * tiles, R: 2 * B }, m.tokenizer.eosId, { lora: m.lora ?? null });
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < rows.length; i += B) {
+      for (const [lpYes, lpNo] of await runner.logprobs(rows.slice(i, i + B))) out.push(lpYes - lpNo);
+      o.onProgress?.(Math.min(rows.length, i + B), rows.length);
+    }
+  } finally {
+    await runner.release();
+  }
+  return out;
+}
+
+export function categoryMetrics(answers: readonly ('yes' | 'no')[], saidYes: readonly boolean[]): CategoryMetrics {
+  let tp = 0, fp = 0, fn = 0, correct = 0, yesCount = 0;
+  answers.forEach((a, i) => {
+    const y = saidYes[i];
+    if (y) yesCount++;
+    if ((a === 'yes') === y) correct++;
+    if (y && a === 'yes') tp++; else if (y) fp++; else if (a === 'yes') fn++;
+  });
+  const n = answers.length;
+  return { accuracy: n ? correct / n : NaN, f1: tp ? (2 * tp) / (2 * tp + fp + fn) : 0, yes_ratio: n ? yesCount / n : NaN, n };
+}
+
+/** metrics per category (in the order categories first appear) from items and their yes−no margins */
+export function benchmarkMetrics(model: string, items: readonly YesNoItem[], margins: readonly number[]): BenchmarkResult {
+  const by = new Map<string, { a: ('yes' | 'no')[]; y: boolean[] }>();
+  items.forEach((it, i) => {
+    let c = by.get(it.category);
+    if (!c) by.set(it.category, (c = { a: [], y: [] }));
+    c.a.push(it.answer);
+    c.y.push(margins[i] > 0);
+  });
+  return { model, categories: Object.fromEntries([...by].map(([k, v]) => [k, categoryMetrics(v.a, v.y)])) };
+}
+
+export function formatBenchmark(r: BenchmarkResult): string {
+  const lines = [`model: ${r.model}`, 'category     n     accuracy  F1      yes-ratio'];
+  for (const [k, m] of Object.entries(r.categories)) {
+    lines.push(`${k.padEnd(12)} ${String(m.n).padEnd(5)} ${m.accuracy.toFixed(3).padEnd(9)} ${m.f1.toFixed(3).padEnd(7)} ${m.yes_ratio.toFixed(3)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
