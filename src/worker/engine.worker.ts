@@ -150,6 +150,7 @@ const api: EngineWorkerApi = {
     const rt = await current();
     const { yes, no } = yesNoTokens(model);
     const rows = questions.map((q) => choiceRow(model!, image, q, [yes, no]));
+    if (!rows.length) return [];
     // one graph shape for every call (rows padded to a multiple of 32 tokens, 8 per batch): a session per
     // shape costs shader compilation on WebGPU, so shapes must not follow each question's length
     const B = 8, L = 32 * Math.ceil(Math.max(...rows.map((r) => r.ids.length)) / 32), tiles = rows[0]?.tiles.length ?? 1;
