@@ -6,7 +6,7 @@
  *
  * Why these sizes: 64-px images with 16-px patches give one patch per ShapesWorld grid cell (the world draws
  * each object inside one cell), scale_factor 1 keeps the 16 patches as 16 image tokens, and a word-level
- * tokenizer over the world's ~60 words keeps the embedding tables tiny; the whole model trains from scratch on
+ * tokenizer over the world's 43 words keeps the embedding tables tiny; the whole model trains from scratch on
  * two CPU cores in under an hour and stays far below the 20 MB budget (3.7 MB).
  */
 import { VOCABULARY } from '../data/language.js';
