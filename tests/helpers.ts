@@ -17,14 +17,5 @@ export function requireReference(): void {
   }
 }
 
-/** a seeded PRNG (mulberry32) so that every random test is repeatable */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** a seeded PRNG (mulberry32) so that every random test is repeatable: ShapesWorld's own */
+export { rng } from '../src/data/world.js';
