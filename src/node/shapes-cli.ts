@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { shapesBenchmark } from '../eval/shapesworld.js';
 import { type BenchmarkResult, benchmarkMetrics, formatBenchmark, yesNoMargins } from '../eval/yesno.js';
 import { createNodeRuntime } from '../runtime/node.js';
-import type { EP } from '../runtime/runtime.js';
+import type { EP, Runtime } from '../runtime/runtime.js';
 import { DEFAULT_DIMS, defaultModelFiles, defaultSpec } from '../train/default-model.js';
 import { DEFAULT_STAGES, type PretrainOptions, defaultModelData, pretrain, uploadAll } from '../train/pretrain.js';
 import { parameterList } from '../model/vlm.js';
@@ -50,8 +50,7 @@ export async function evalCommand(args: string[], out: Out, err: Out): Promise<n
 }
 
 /** the benchmark of weights held in memory (used right after training) */
-export async function evalWeights(ep: EP, weights: ReadonlyMap<string, Float32Array>, perCategory: number): Promise<BenchmarkResult> {
-  const rt = await createNodeRuntime(ep);
+export async function evalWeights(rt: Runtime, weights: ReadonlyMap<string, Float32Array>, perCategory: number): Promise<BenchmarkResult> {
   const spec = defaultSpec(), data = defaultModelData(), store = rt.weightStore();
   await uploadAll(rt, store, spec, weights);
   const items = shapesBenchmark(perCategory);
@@ -144,7 +143,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
         const line = `train-default stage ${st.index} step ${step}/${st.steps}  loss ${ema.toFixed(4)}  lr ${lr.toExponential(2)}  ${s.toFixed(0)} s, ~${eta.toFixed(0)} s left`;
         if (progress) progress(line); else if (!values.json && step % 100 === 0) err(`${line}\n`);
         if (evalEvery && step % evalEvery === 0 && step < st.steps) {
-          const b = await evalWeights(values.device as EP, w, 50);
+          const b = await evalWeights(rt, w, 50);
           rec.benchmark_during_training.push({ step, ...Object.fromEntries(Object.entries(b.categories).map(([k, v]) => [k, v.accuracy])) });
           if (!values.json) err(`\n  step ${step} benchmark accuracy (50/category): ${Object.entries(b.categories).map(([k, v]) => `${k} ${v.accuracy.toFixed(2)}`).join(', ')}\n`);
         }
@@ -156,7 +155,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     records.push(rec);
   }
   if (progress) err('\r\x1b[K');
-  const bench = await evalWeights(values.device as EP, weights!, 200);
+  const bench = await evalWeights(rt, weights!, 200);
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`;
   const seconds = records.reduce((a, r) => a + r.seconds, 0);
   const training = { command: `vco-lab train-default ${args.join(' ')}`.trim(), dims: DEFAULT_DIMS, seconds, machine, ep: rt.ep,
