@@ -15,7 +15,7 @@ export function decodePng(bytes: Uint8Array, file = 'PNG'): RgbImage {
   try {
     png = decode(bytes);
   } catch (e) {
-    throw new Error(`${file}: not a readable PNG (${(e as Error).message})`);
+    throw new Error(`${file}: not a readable PNG (${(e as Error).message})`, { cause: e });
   }
   if (png.depth !== 8 || (png.channels !== 3 && png.channels !== 4) || png.palette) {
     throw new Error(`${file}: unsupported PNG (bit depth ${png.depth}, ${png.channels} channel(s)${png.palette ? ', palette' : ''}); ` +

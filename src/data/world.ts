@@ -24,17 +24,7 @@ export const MAX_OBJECTS = 4;
 export const BACKGROUNDS = 3;
 export const STYLES = 3;
 
-/** mulberry32: the same generator as tests/helpers.ts, so a seed means the same stream everywhere */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { deriveSeed, rng } from '../util/prng.js';
 
 export const randInt = (rand: () => number, n: number): number => Math.floor(rand() * n);
 export function pick<T>(rand: () => number, xs: readonly T[]): T {
@@ -50,9 +40,6 @@ export function shuffle<T>(rand: () => number, xs: readonly T[]): T[] {
   }
   return a;
 }
-
-/** a derived seed for sub-streams (attempt k of seed s), kept in uint32 */
-export const deriveSeed = (seed: number, k: number): number => (Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(k + 1, 0x85ebca6b)) >>> 0;
 
 export const pairKey = (o: { color: Color; shape: Shape }): string => `${o.color} ${o.shape}`;
 export const cellIndex = (o: { row: number; col: number }): number => o.row * GRID + o.col;

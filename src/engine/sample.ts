@@ -8,6 +8,7 @@ import type { ProcessedImage } from '../model/processor.js';
 import { type PreferenceText, preferenceSequences } from '../model/prompts.js';
 import type { VlmTokenizer } from '../model/tokenizer.js';
 import type { Engine, ForwardResult } from './engine.js';
+import { addGradients } from './grads.js';
 
 export type Ctx4 = Img | `M>${Img}`;
 export const CONTEXTS: readonly Ctx4[] = ['m', "m'", 'M>m', "M>m'"];
@@ -90,21 +91,10 @@ export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyA
       return Float32Array.from(maskFor(s, byKey.get(key), resp), (m) => m * w);
     });
     const mine = new Map<string, Float64Array>();
-    if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, seeds, mine);
+    if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, [seeds], mine);
     return mine;
   }));
   for (const mine of parts) addGradients(grads, mine);
-}
-
-/** add named gradients into a running sum (the map takes over arrays it did not have) */
-export function addGradients(into: Map<string, Float64Array>, from: Map<string, Float64Array>): void {
-  for (const [k, g] of from) addGradient(into, k, g);
-}
-
-export function addGradient(into: Map<string, Float64Array>, name: string, g: ArrayLike<number>): void {
-  const acc = into.get(name);
-  if (!acc) { into.set(name, g instanceof Float64Array ? g : Float64Array.from(g)); return; }
-  for (let i = 0; i < g.length; i++) acc[i] += g[i];
 }
 
 /**

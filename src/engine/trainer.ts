@@ -8,11 +8,13 @@
  * position, the RNG; a checkpoint holds it with the adapter, and resuming continues the same run.
  */
 import { resolveObjective } from '../loss/registry.js';
+import { mulberry32 } from '../util/prng.js';
 import { evaluate } from '../loss/objective.js';
 import type { LossResult, PreferenceScores, SequenceRequirement, SequenceScores } from '../loss/types.js';
 import type { Engine } from './engine.js';
 import { type AdamWConfig, type AdamWState, type Schedule, adamwStep, clipGradNorm, lrFactor, newAdamWState } from './optim.js';
-import { type EngineSample, addGradients, backwardSample, forwardSample } from './sample.js';
+import { addGradients } from './grads.js';
+import { type EngineSample, backwardSample, forwardSample } from './sample.js';
 
 export interface TrainConfig {
   /** objective id, e.g. 'icvco', 'icvco:reference-code', 'dpo' */
@@ -56,14 +58,6 @@ export interface StepLog {
   samples: number;
 }
 
-function mulberry(state: number): [number, number] {
-  let t = (state + 0x6d2b79f5) >>> 0;
-  const next = t;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return [((t ^ (t >>> 14)) >>> 0) / 4294967296, next];
-}
-
 export class Trainer {
   readonly requirements: SequenceRequirement[];
   private readonly objectiveConfig: Record<string, unknown>;
@@ -86,7 +80,7 @@ export class Trainer {
     st.order = this.samples.map((_, i) => i);
     if (this.config.shuffle) {
       for (let i = st.order.length - 1; i > 0; i--) {
-        const [u, next] = mulberry(st.rng);
+        const [u, next] = mulberry32(st.rng);
         st.rng = next;
         const j = Math.floor(u * (i + 1));
         [st.order[i], st.order[j]] = [st.order[j], st.order[i]];

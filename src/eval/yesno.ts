@@ -4,15 +4,16 @@
  * model's own tokenizer writes it), with no sampling. Metrics per category as POPE reports them: accuracy, F1
  * of the "yes" class, and the yes-ratio (how often the model says yes; 0.5 for a balanced, unbiased answerer).
  */
+import type { Engine } from '../engine/engine.js';
+import { type ChatModel, choiceRow } from '../engine/rows.js';
 import type { PixelImage } from '../model/processor.js';
-import { encodeResponse } from '../model/prompts.js';
-import type { LoraInput } from '../model/vlm.js';
-import type { Runtime, WeightStore } from '../runtime/runtime.js';
-import { BatchRunner, type ChatModel, type Row, choiceRow } from '../train/batch.js';
+import { type AnchorPosition, encodeResponse } from '../model/prompts.js';
 
 export interface YesNoItem {
   category: string;
-  image: PixelImage;
+  /** one image, or two (then `anchor` names the one the question is about) */
+  image: PixelImage | [PixelImage, PixelImage];
+  anchor?: AnchorPosition;
   question: string;
   answer: 'yes' | 'no';
 }
@@ -25,39 +26,22 @@ export interface BenchmarkResult {
 }
 
 /** the first token of "Yes." and "No." as this tokenizer encodes an answer */
-export function yesNoTokens(m: ChatModel): { yes: number; no: number } {
+export function yesNoTokens(m: Pick<ChatModel, 'tokenizer'>): { yes: number; no: number } {
   const yes = encodeResponse(m.tokenizer, 'Yes.').ids[0], no = encodeResponse(m.tokenizer, 'No.').ids[0];
   if (yes === no) throw new Error('the tokenizer gives "Yes." and "No." the same first token; cannot score yes/no');
   return { yes, no };
 }
 
-export interface ScoringModel extends ChatModel {
-  store: WeightStore;
-  lora?: Map<string, LoraInput> | null;
-}
-
 /**
- * log p(yes) − log p(no) for each item: rows are built first (so one graph shape, the longest prompt, serves
- * the whole set), then scored `batch` at a time
+ * log p(yes) − log p(no) for each item, from one engine pass per batch of questions (the two candidates
+ * packed behind each prompt); `which` = 'policy' scores with the engine's adapter, 'reference' without
  */
-export async function yesNoMargins(rt: Runtime, m: ScoringModel, items: readonly YesNoItem[],
-  o: { batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<number[]> {
+export async function yesNoMargins(engine: Engine, m: ChatModel, items: readonly YesNoItem[],
+  o: { batch?: number; which?: 'policy' | 'reference'; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<number[]> {
   const { yes, no } = yesNoTokens(m);
-  const rows: Row[] = items.map((it) => choiceRow(m, it.image, it.question, [yes, no]));
-  if (!rows.length) return [];
-  const B = Math.min(o.batch ?? 32, rows.length);
-  const L = Math.max(...rows.map((r) => r.ids.length)), tiles = Math.max(...rows.map((r) => r.tiles.length));
-  const runner = new BatchRunner(rt, m.spec, m.store, { B, L, nImages: B * tiles, R: 2 * B }, m.tokenizer.eosId, { lora: m.lora ?? null });
-  const out: number[] = [];
-  try {
-    for (let i = 0; i < rows.length; i += B) {
-      for (const [lpYes, lpNo] of await runner.logprobs(rows.slice(i, i + B))) out.push(lpYes - lpNo);
-      o.onProgress?.(Math.min(rows.length, i + B), rows.length);
-    }
-  } finally {
-    await runner.release();
-  }
-  return out;
+  const rows = items.map((it) => choiceRow(m, it.image, it.question, [yes, no], it.anchor));
+  const lps = await engine.scoreRows(rows, o.which ?? 'policy', { batch: o.batch ?? 32, onProgress: o.onProgress, signal: o.signal });
+  return lps.map(([lpYes, lpNo]) => lpYes[0] - lpNo[0]);
 }
 
 export function categoryMetrics(answers: readonly ('yes' | 'no')[], saidYes: readonly boolean[]): CategoryMetrics {

@@ -27,10 +27,10 @@
  */
 import { Scalar, sigmoid } from './scalar.js';
 import {
-  type Built, type Inputs, type Objective, anchorLoss, bceWithLogit, directions, dpoLoss, finiteMean, key, margin,
+  type Built, type Direction, type Inputs, type Objective, anchorLoss, bceWithLogit, directions, dpoLoss, finiteMean, key, margin,
   rewardMetrics,
 } from './objective.js';
-import type { DirectionTrace, SequenceRequirement } from './types.js';
+import type { DirectionTrace, Img, SequenceRequirement } from './types.js';
 
 /** The paper's Table 4 ablations, each a switch (all true = full IC-VCO) */
 export interface IcVcoSwitches {
@@ -111,118 +111,160 @@ function requirements(c: IcVcoConfig): SequenceRequirement[] {
   return req;
 }
 
+/** one branch of one direction: DPO on the margin, the anchor on the chosen answer, and TRL's reward pair */
+interface BranchTerms {
+  margin: Scalar;
+  loss: Scalar;
+  anchor: Scalar;
+  reward: { chosen: number; rejected: number; pos: 1 | 2 };
+}
+
+/** VCDist on one direction: the multi-image teacher, the single-image student, and the dual gate */
+interface VcdistTerms {
+  teacher: number;
+  student: number;
+  /** correctness gate: p_multi > τ */
+  gatePass: 0 | 1;
+  /** both gates: the teacher is right and more confident than the student */
+  triggered: 0 | 1;
+  /** distilled on this direction (the dual gate, or every direction without it) */
+  active: 0 | 1;
+  kl: number;
+  /** BCE(p_single, sg(p_multi)) where active and VCDist is on */
+  bce?: Scalar;
+}
+
+interface DirectionTerms {
+  single?: BranchTerms;
+  multi?: BranchTerms;
+  vcdist?: VcdistTerms;
+  trace: DirectionTrace;
+}
+
+function branchTerms(inp: Inputs, d: Direction, ctx: Img | `M>${Img}`, beta: number, delta: number): BranchTerms {
+  const kc = key(ctx, d.chosen), kr = key(ctx, d.rejected);
+  const h = margin(inp, d.sample, kc, kr);
+  const lrc = inp.logRatio(d.sample, kc);
+  return {
+    margin: h, loss: dpoLoss(h, beta), anchor: anchorLoss(lrc, beta, delta),
+    reward: { chosen: beta * lrc.value, rejected: beta * inp.logRatio(d.sample, kr).value, pos: d.pos },
+  };
+}
+
+/** everything IC-VCO computes on one direction (target image t with its faithful answer), before weighting */
+function directionTerms(inp: Inputs, d: Direction, c: IcVcoConfig): DirectionTerms {
+  const { beta, tau } = c;
+  const delta = c.preset === 'reference-code' ? c.delta : 0;
+  const useVcdist = c.vcdist && c.singleBranch && c.multiBranch;
+  const trace: DirectionTrace = { sample: d.sample, target: d.target, pos: d.pos };
+  const single = c.singleBranch ? branchTerms(inp, d, d.target, beta, delta) : undefined;
+  const multi = c.multiBranch ? branchTerms(inp, d, `M>${d.target}`, beta, delta) : undefined;
+  if (single) { trace.h_single = single.margin.value; trace.p_single = sigmoid(beta * single.margin.value); }
+  if (multi) { trace.h_multi = multi.margin.value; trace.p_multi = sigmoid(beta * multi.margin.value); }
+  let vcdist: VcdistTerms | undefined;
+  if (single && multi) {
+    const zs = single.margin.scale(beta);
+    const teacherS = multi.margin.scale(beta).sigmoid();
+    const teacher = c.stopGradient ? teacherS.detach() : teacherS;
+    const student = sigmoid(zs.value);
+    const gatePass = teacher.value > tau ? 1 : 0;
+    const triggered = gatePass && student < teacher.value ? 1 : 0;
+    const active = c.dualGating ? triggered : 1;
+    vcdist = { teacher: teacher.value, student, gatePass, triggered, active, kl: bernoulliKl(teacher.value, student),
+      bce: useVcdist && active ? bceWithLogit(zs, teacher) : undefined };
+    trace.vcdist_gate_pass = gatePass;
+    trace.vcdist_active = useVcdist ? active : 0;
+  }
+  return { single, multi, vcdist, trace };
+}
+
+const meanOf = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1 / xs.length] as const)) : new Scalar(0));
+const sumOf = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1] as const)) : new Scalar(0));
+
+interface BranchMeans { Ls: Scalar; As: Scalar; Lm: Scalar; Am: Scalar; distilled: Scalar[] }
+
+function branchMeans(dirs: DirectionTerms[]): BranchMeans {
+  const pick = (f: (t: DirectionTerms) => Scalar | undefined) => dirs.map(f).filter((x): x is Scalar => x !== undefined);
+  return {
+    Ls: meanOf(pick((t) => t.single?.loss)), As: meanOf(pick((t) => t.single?.anchor)),
+    Lm: meanOf(pick((t) => t.multi?.loss)), Am: meanOf(pick((t) => t.multi?.anchor)),
+    distilled: pick((t) => t.vcdist?.bce),
+  };
+}
+
+/**
+ * The paper (Eq. 14-15): per direction ½[λ1(L_Multi + η1 L_MultiAnc) + λ2(L_Single + η2 L_SingleAnc) +
+ * γ·1[gate]·BCE], the two targets of a sample summed, samples averaged
+ */
+function combinePaper(dirs: DirectionTerms[], c: IcVcoPaperConfig, samples: number): { loss: Scalar; terms: Record<string, number> } {
+  const anc = c.anchor ? 1 : 0;
+  const perDirection = dirs.map((t) => {
+    const parts: Array<readonly [Scalar, number]> = [];
+    if (t.single) parts.push([t.single.loss, c.lambda2], [t.single.anchor, c.lambda2 * c.eta2 * anc]);
+    if (t.multi) parts.push([t.multi.loss, c.lambda1], [t.multi.anchor, c.lambda1 * c.eta1 * anc]);
+    if (t.vcdist?.bce) parts.push([t.vcdist.bce, c.gamma]);
+    return Scalar.linear(parts).scale(0.5);
+  });
+  const m = branchMeans(dirs);
+  const V = sumOf(m.distilled).scale(1 / dirs.length);
+  const useVcdist = c.vcdist && c.singleBranch && c.multiBranch;
+  return {
+    loss: sumOf(perDirection).scale(1 / samples),
+    terms: {
+      vcdist_loss: V.value,
+      loss_multi_weighted: c.multiBranch ? c.lambda1 * (m.Lm.value + anc * c.eta1 * m.Am.value) : 0,
+      loss_single_weighted: c.singleBranch ? c.lambda2 * (m.Ls.value + anc * c.eta2 * m.As.value) : 0,
+      loss_anchor_weighted: anc * ((c.multiBranch ? c.lambda1 * c.eta1 * m.Am.value : 0) + (c.singleBranch ? c.lambda2 * c.eta2 * m.As.value : 0)),
+      loss_vcdist_weighted: useVcdist ? c.gamma * V.value : 0,
+    },
+  };
+}
+
+/**
+ * The official trainer (spec §5.4): ½[λs(L_s + η A_s) + λsA A_s + γ V + λm(L_m + η A_m) + λmA A_m] over means
+ * of the directions, V over the active directions only; one branch alone is that branch's total
+ */
+function combineReferenceCode(dirs: DirectionTerms[], c: IcVcoCodeConfig): { loss: Scalar; terms: Record<string, number> } {
+  const m = branchMeans(dirs);
+  const useVcdist = c.vcdist && c.singleBranch && c.multiBranch;
+  const V = m.distilled.length > 0 ? sumOf(m.distilled).scale(1 / m.distilled.length) : new Scalar(0);
+  const anc = c.anchor ? 1 : 0;
+  // λ·(L + η·A): the aliased base_loss; + λ_A·A: the explicit anchor term
+  const singleTotal = c.singleBranch
+    ? Scalar.linear([[m.Ls, c.lambda_s], [m.As, anc * (c.lambda_s * c.eta + c.lambda_sA)], [V, useVcdist ? c.gamma : 0]]) : undefined;
+  const multiTotal = c.multiBranch ? Scalar.linear([[m.Lm, c.lambda_m], [m.Am, anc * (c.lambda_m * c.eta + c.lambda_mA)]]) : undefined;
+  return {
+    loss: singleTotal && multiTotal ? singleTotal.add(multiTotal).scale(0.5) : (singleTotal ?? multiTotal)!,
+    terms: {
+      vcdist_loss: V.value,
+      loss_single_weighted: c.singleBranch ? c.lambda_s * (m.Ls.value + anc * c.eta * m.As.value) : 0,
+      loss_multi_weighted: c.multiBranch ? c.lambda_m * (m.Lm.value + anc * c.eta * m.Am.value) : 0,
+      loss_anchor_weighted: anc * ((c.singleBranch ? c.lambda_sA * m.As.value : 0) + (c.multiBranch ? c.lambda_mA * m.Am.value : 0)),
+      loss_vcdist_weighted: useVcdist ? c.gamma * V.value : 0,
+    },
+  };
+}
+
 function build(inp: Inputs, c: IcVcoConfig): Built {
   if (!c.singleBranch && !c.multiBranch) {
     throw new Error('IC-VCO with both branches switched off has no loss: enable singleBranch or multiBranch');
   }
-  const { beta, tau } = c;
-  const delta = c.preset === 'reference-code' ? c.delta : 0;
-  const useVcdist = c.vcdist && c.singleBranch && c.multiBranch;
-  const dirs = directions(inp.batch);
-  const B = inp.size;
-  const N = dirs.length;
-
-  const ls: Scalar[] = [], lm: Scalar[] = [], as: Scalar[] = [], am: Scalar[] = [];
-  const vcd: Scalar[] = []; // a_i·BCE_i for active directions
-  const traces: DirectionTrace[] = [];
-  const single: Array<{ chosen: number; rejected: number; pos: 1 | 2 }> = [];
-  const multi: Array<{ chosen: number; rejected: number; pos: 1 | 2 }> = [];
-  const g: number[] = [], q: number[] = [], act: number[] = [], tp: number[] = [], sp: number[] = [], kl: number[] = [];
-  const perDir: Scalar[] = []; // paper preset: ½[...] per direction
-
-  for (const d of dirs) {
-    const b = d.sample;
-    const trace: DirectionTrace = { sample: b, target: d.target, pos: d.pos };
-    let hs: Scalar | undefined, hm: Scalar | undefined;
-    let dirLoss = new Scalar(0);
-    if (c.singleBranch) {
-      const kc = key(d.target, d.chosen), kr = key(d.target, d.rejected);
-      hs = margin(inp, b, kc, kr);
-      const lrc = inp.logRatio(b, kc);
-      const l = dpoLoss(hs, beta), a = anchorLoss(lrc, beta, delta);
-      ls.push(l); as.push(a);
-      single.push({ chosen: beta * lrc.value, rejected: beta * inp.logRatio(b, kr).value, pos: d.pos });
-      trace.h_single = hs.value;
-      trace.p_single = sigmoid(beta * hs.value);
-      if (c.preset === 'paper') dirLoss = dirLoss.add(l.add(c.anchor ? a.scale(c.eta2) : 0).scale(c.lambda2));
-    }
-    if (c.multiBranch) {
-      const kc = key(`M>${d.target}`, d.chosen), kr = key(`M>${d.target}`, d.rejected);
-      hm = margin(inp, b, kc, kr);
-      const lrc = inp.logRatio(b, kc);
-      const l = dpoLoss(hm, beta), a = anchorLoss(lrc, beta, delta);
-      lm.push(l); am.push(a);
-      multi.push({ chosen: beta * lrc.value, rejected: beta * inp.logRatio(b, kr).value, pos: d.pos });
-      trace.h_multi = hm.value;
-      trace.p_multi = sigmoid(beta * hm.value);
-      if (c.preset === 'paper') dirLoss = dirLoss.add(l.add(c.anchor ? a.scale(c.eta1) : 0).scale(c.lambda1));
-    }
-    if (hs && hm) {
-      const zs = hs.scale(beta);
-      const teacher = hm.scale(beta).sigmoid();
-      const t = c.stopGradient ? teacher.detach() : teacher;
-      const s = sigmoid(zs.value);
-      const gate = t.value > tau ? 1 : 0;
-      const conf = s < t.value ? 1 : 0;
-      const active = c.dualGating ? gate * conf : 1;
-      g.push(gate); q.push(gate * conf); act.push(active); tp.push(t.value); sp.push(s);
-      kl.push(bernoulliKl(t.value, s));
-      trace.vcdist_gate_pass = gate;
-      trace.vcdist_active = useVcdist ? active : 0;
-      if (useVcdist && active) {
-        const bce = bceWithLogit(zs, t);
-        vcd.push(bce);
-        if (c.preset === 'paper') dirLoss = dirLoss.add(bce.scale(c.gamma));
-      }
-    }
-    perDir.push(dirLoss.scale(0.5));
-    traces.push(trace);
-  }
-
-  const mean = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1 / xs.length] as const)) : new Scalar(0));
-  const sumS = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1] as const)) : new Scalar(0));
-  const Ls = mean(ls), Lm = mean(lm), As = mean(as), Am = mean(am);
-  const terms: Record<string, Scalar | number> = {
-    single_loss: Ls.value, multi_loss: Lm.value, single_anchor_loss: As.value, multi_anchor_loss: Am.value,
+  const layout = directions(inp.batch);
+  const dirs = layout.map((d) => directionTerms(inp, d, c));
+  const { loss, terms } = c.preset === 'paper' ? combinePaper(dirs, c, inp.size) : combineReferenceCode(dirs, c);
+  const m = branchMeans(dirs);
+  const allTerms: Record<string, Scalar | number> = {
+    single_loss: m.Ls.value, multi_loss: m.Lm.value, single_anchor_loss: m.As.value, multi_anchor_loss: m.Am.value,
+    ...terms, loss_combined: loss.value,
   };
-
-  let loss: Scalar;
-  if (c.preset === 'paper') {
-    // Σ over the two targets (Eq. 15), mean over samples
-    loss = sumS(perDir).scale(1 / B);
-    const V = sumS(vcd).scale(1 / N);
-    terms.vcdist_loss = V.value;
-    terms.loss_multi_weighted = c.multiBranch ? c.lambda1 * (Lm.value + (c.anchor ? c.eta1 * Am.value : 0)) : 0;
-    terms.loss_single_weighted = c.singleBranch ? c.lambda2 * (Ls.value + (c.anchor ? c.eta2 * As.value : 0)) : 0;
-    terms.loss_anchor_weighted = c.anchor
-      ? (c.multiBranch ? c.lambda1 * c.eta1 * Am.value : 0) + (c.singleBranch ? c.lambda2 * c.eta2 * As.value : 0) : 0;
-    terms.loss_vcdist_weighted = useVcdist ? c.gamma * V.value : 0;
-  } else {
-    const nActive = vcd.length;
-    const V = nActive > 0 ? sumS(vcd).scale(1 / nActive) : new Scalar(0);
-    const anc = c.anchor ? 1 : 0;
-    // λ·(L + η·A): the aliased base_loss; + λ_A·A: the explicit anchor term
-    const singleTotal = c.singleBranch
-      ? Scalar.linear([[Ls, c.lambda_s], [As, anc * (c.lambda_s * c.eta + c.lambda_sA)], [V, useVcdist ? c.gamma : 0]])
-      : undefined;
-    const multiTotal = c.multiBranch
-      ? Scalar.linear([[Lm, c.lambda_m], [Am, anc * (c.lambda_m * c.eta + c.lambda_mA)]])
-      : undefined;
-    loss = singleTotal && multiTotal ? singleTotal.add(multiTotal).scale(0.5) : (singleTotal ?? multiTotal)!;
-    terms.vcdist_loss = V.value;
-    terms.loss_single_weighted = c.singleBranch ? c.lambda_s * (Ls.value + anc * c.eta * As.value) : 0;
-    terms.loss_multi_weighted = c.multiBranch ? c.lambda_m * (Lm.value + anc * c.eta * Am.value) : 0;
-    terms.loss_anchor_weighted = anc * ((c.singleBranch ? c.lambda_sA * As.value : 0) +
-      (c.multiBranch ? c.lambda_mA * Am.value : 0));
-    terms.loss_vcdist_weighted = useVcdist ? c.gamma * V.value : 0;
-  }
-  terms.loss_combined = loss.value;
-
   const metrics: Record<string, number> = {};
-  if (single.length) Object.assign(metrics, rewardMetrics('single_', single));
-  if (multi.length) Object.assign(metrics, rewardMetrics('multi_', multi));
-  if (g.length) Object.assign(metrics, vcdistMetrics(dirs.map((d) => d.pos), { g, q, act, tp, sp, kl }, tau));
-  return { loss, terms, metrics, directions: traces };
+  const singles = dirs.flatMap((t) => (t.single ? [t.single.reward] : []));
+  const multis = dirs.flatMap((t) => (t.multi ? [t.multi.reward] : []));
+  if (singles.length) Object.assign(metrics, rewardMetrics('single_', singles));
+  if (multis.length) Object.assign(metrics, rewardMetrics('multi_', multis));
+  const gated = dirs.flatMap((t, i) => (t.vcdist ? [{ ...t.vcdist, pos: layout[i].pos }] : []));
+  if (gated.length) Object.assign(metrics, vcdistMetrics(gated, c.tau));
+  return { loss, terms: allTerms, metrics, directions: dirs.map((t) => t.trace) };
 }
 
 function bernoulliKl(t: number, s: number): number {
@@ -232,41 +274,38 @@ function bernoulliKl(t: number, s: number): number {
 }
 
 /** the official code's VCDist diagnostics (spec §7.2), rates over all directions of the batch */
-function vcdistMetrics(
-  pos: Array<1 | 2>,
-  v: { g: number[]; q: number[]; act: number[]; tp: number[]; sp: number[]; kl: number[] },
-  tau: number,
-): Record<string, number> {
-  const N = v.g.length;
-  const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
-  const nPass = sum(v.g), nTrig = sum(v.q), nAct = sum(v.act);
-  const weighted = (w: number[]) => {
+function vcdistMetrics(dirs: Array<VcdistTerms & { pos: 1 | 2 }>, tau: number): Record<string, number> {
+  const N = dirs.length;
+  const sum = (f: (d: VcdistTerms) => number, of = dirs) => of.reduce((a, d) => a + f(d), 0);
+  const nPass = sum((d) => d.gatePass), nTrig = sum((d) => d.triggered);
+  /** mean KL over the directions a weight selects (0 when none) */
+  const klOver = (w: (d: VcdistTerms) => number) => {
     const n = sum(w);
-    return n > 0 ? v.kl.reduce((a, k, i) => a + k * w[i], 0) / n : 0;
+    return n > 0 ? sum((d) => d.kl * w(d)) / n : 0;
   };
   const out: Record<string, number> = {
-    vcdist_teacher_prob: finiteMean(v.tp),
-    vcdist_student_prob: finiteMean(v.sp),
+    vcdist_teacher_prob: finiteMean(dirs.map((d) => d.teacher)),
+    vcdist_student_prob: finiteMean(dirs.map((d) => d.student)),
     vcdist_teacher_acc: nPass / N,
-    vcdist_teacher_confidence: finiteMean(v.tp.map((t) => Math.abs(t - 0.5))),
+    vcdist_teacher_confidence: finiteMean(dirs.map((d) => Math.abs(d.teacher - 0.5))),
     vcdist_gate_pass_rate: nPass / N,
     vcdist_trigger_rate: nTrig / N,
-    vcdist_active_rate: nAct / N,
+    vcdist_active_rate: sum((d) => d.active) / N,
     vcdist_correctness_blocked_rate: (N - nPass) / N,
     vcdist_confidence_blocked_rate: (nPass - nTrig) / N,
-    vcdist_valid_kl: weighted(v.g),
-    vcdist_active_kl: weighted(v.act),
-    vcdist_global_kl: finiteMean(v.kl),
+    vcdist_valid_kl: klOver((d) => d.gatePass),
+    vcdist_active_kl: klOver((d) => d.active),
+    vcdist_global_kl: finiteMean(dirs.map((d) => d.kl)),
     vcdist_threshold: tau,
   };
   for (const p of [1, 2] as const) {
-    const idx = pos.map((x, i) => (x === p ? i : -1)).filter((i) => i >= 0);
-    if (!idx.length) continue;
-    out[`vcdist_pos${p}_teacher_prob`] = finiteMean(idx.map((i) => v.tp[i]));
-    out[`vcdist_pos${p}_teacher_acc`] = finiteMean(idx.map((i) => v.g[i]));
-    out[`vcdist_pos${p}_gate_pass_rate`] = finiteMean(idx.map((i) => v.g[i]));
-    out[`vcdist_pos${p}_trigger_rate`] = finiteMean(idx.map((i) => v.q[i]));
-    out[`vcdist_pos${p}_global_count`] = idx.length;
+    const at = dirs.filter((d) => d.pos === p);
+    if (!at.length) continue;
+    out[`vcdist_pos${p}_teacher_prob`] = finiteMean(at.map((d) => d.teacher));
+    out[`vcdist_pos${p}_teacher_acc`] = finiteMean(at.map((d) => d.gatePass));
+    out[`vcdist_pos${p}_gate_pass_rate`] = finiteMean(at.map((d) => d.gatePass));
+    out[`vcdist_pos${p}_trigger_rate`] = finiteMean(at.map((d) => d.triggered));
+    out[`vcdist_pos${p}_global_count`] = at.length;
   }
   return out;
 }

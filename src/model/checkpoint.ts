@@ -67,3 +67,18 @@ export function checkTensors(source: TensorSource, expected: Iterable<{ name: st
   }
   if (problems.length) throw new CheckpointError(problems.length === 1 ? problems[0] : `${problems.length} tensors do not match:\n${problems.join('\n')}`);
 }
+
+/** a checkpoint of float32 tensors held in memory (weights being trained, a model built in code) */
+export function memoryCheckpoint(config: Record<string, unknown>, tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+  location = 'weights in memory'): Checkpoint {
+  const get = (name: string): HostTensor => {
+    const t = tensors.get(name);
+    if (!t) throw new CheckpointError(`${location}: tensor "${name}" is missing`);
+    return { dtype: 'float32', shape: t.shape, data: t.data };
+  };
+  return {
+    config,
+    tensors: { location, names: () => [...tensors.keys()], has: (n) => tensors.has(n), get, fileOf: () => location,
+      info: (n) => (tensors.has(n) ? { dtype: 'F32', shape: tensors.get(n)!.shape } : undefined) },
+  };
+}

@@ -1,85 +1,17 @@
 /**
- * config.json -> a typed, normalised config for the supported VLM families (Idefics3/SmolVLM, LLaVA with a
- * SigLIP tower and a Qwen2 or Llama LM). Required fields are checked and named in errors
- * (`config.json: field "text_config.num_attention_heads" is missing`); optional ones take the defaults of the
- * transformers config classes (which `save_pretrained` omits when unchanged), and `defaulted` lists which did.
+ * Reading config.json: a typed reader whose errors name the file and the dotted field, and the converters of
+ * the parts every family shares (a Llama/Qwen2 text config, a SigLIP-style vision config). Conversion is
+ * explicit: each field the graphs use is read and checked; optional ones take the transformers config
+ * classes' defaults (which `save_pretrained` omits when unchanged) and are listed in `defaulted`; a value the
+ * graphs do not implement (another activation, a RoPE scaling other than linear or llama3, sliding-window
+ * attention, partial rotary embeddings) is an error naming the field, the value and what is supported.
  *
- * The families register their parsers in the family registry (registry.ts), so `checkConfig` serves any
- * model_type registered there.
+ * The family parsers (src/model/families/*) build on these; this module registers nothing.
  */
-import { familyFor, registerFamily } from './registry.js';
 import { CheckpointError } from './safetensors.js';
+import type { RopeScaling, TextSpec, VisionSpec } from './types.js';
 
 type Json = Record<string, unknown>;
-
-export interface TextConfig {
-  modelType: 'llama' | 'qwen2';
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  /** config.head_dim, else hidden / heads */
-  headDim: number;
-  inter: number;
-  layers: number;
-  vocab: number;
-  rmsEps: number;
-  /** rope_parameters.rope_theta, else rope_theta */
-  ropeTheta: number;
-  /** rope_parameters.rope_type (or rope_scaling.rope_type); 'default' is plain RoPE */
-  ropeType: string;
-  /** top-level tie_word_embeddings, else text_config's */
-  tieWordEmbeddings: boolean;
-  /** bias on q/k/v (qwen2: always; llama: attention_bias) */
-  attnBias: boolean;
-  /** bias on o_proj (llama: attention_bias; qwen2: never) */
-  oBias: boolean;
-  mlpBias: boolean;
-  hiddenAct: string;
-  maxPositions: number;
-}
-
-export interface VisionConfig {
-  modelType: string;
-  hidden: number;
-  heads: number;
-  inter: number;
-  layers: number;
-  imageSize: number;
-  patchSize: number;
-  numChannels: number;
-  layerNormEps: number;
-  hiddenAct: string;
-}
-
-interface BaseConfig {
-  modelType: string;
-  text: TextConfig;
-  vision: VisionConfig;
-  imageTokenId: number;
-  /** image tokens one image (one tile) becomes in the LM sequence */
-  tokensPerImage: number;
-  /** fields that took the transformers default because the file omits them */
-  defaulted: string[];
-}
-
-export interface Idefics3Config extends BaseConfig {
-  family: 'idefics3';
-  /** pixel-shuffle factor of the connector */
-  scaleFactor: number;
-}
-
-export interface LlavaConfig extends BaseConfig {
-  family: 'llava';
-  /** vision_feature_layer as written (negative counts from the end of hidden_states) */
-  featureLayer: number;
-  /** index into the tower's hidden_states (0 = embeddings, i = after layer i) */
-  featureHiddenState: number;
-  selectStrategy: 'default' | 'full';
-  projectorAct: string;
-  projectorBias: boolean;
-}
-
-export type ModelConfig = Idefics3Config | LlavaConfig;
 
 /** typed access to a config object; every error names the file and the dotted field */
 export class ConfigReader {
@@ -140,12 +72,52 @@ export class ConfigReader {
   list(): string[] {
     return this.defaulted;
   }
+
+  /** a field as written, for fields that may take several types */
+  value(k: string): unknown {
+    return this.raw[k];
+  }
 }
 
 const TEXT_TYPES = ['llama', 'qwen2'] as const;
+const ROPE_TYPES = ['default', 'linear', 'llama3'] as const;
+
+/**
+ * rope_parameters (transformers 5) or rope_scaling (4.x): the RoPE variant, converted to what ropeTables
+ * computes. Dynamic NTK, YaRN, LongRoPE and the like change attention in ways the graphs do not implement.
+ */
+function parseRope(t: ConfigReader): { ropeTheta: number; ropeType: string; ropeScaling?: RopeScaling } {
+  const rp = t.has('rope_parameters') ? t.obj('rope_parameters') : undefined;
+  const rs = t.has('rope_scaling') ? t.obj('rope_scaling') : undefined;
+  const ropeTheta = rp?.has('rope_theta') ? rp.num('rope_theta') : t.num('rope_theta', 10000);
+  if (!(ropeTheta > 0)) (rp?.has('rope_theta') ? rp : t).fail('rope_theta', `must be positive (got ${ropeTheta})`);
+  // where the scaling is written: rope_parameters when it names a type, else rope_scaling
+  const src = rp?.has('rope_type') ? rp : rs;
+  const typeKey = src?.has('rope_type') ? 'rope_type' : src?.has('type') ? 'type' : undefined;
+  const ropeType = src && typeKey ? src.str(typeKey) : 'default';
+  if (!(ROPE_TYPES as readonly string[]).includes(ropeType)) {
+    src!.fail(typeKey!, `is "${ropeType}"; supported: ${ROPE_TYPES.join(', ')} (dynamic, yarn, longrope and other scalings are not implemented)`);
+  }
+  for (const r of [rp, rs]) {
+    if (r?.has('partial_rotary_factor') && r.num('partial_rotary_factor') !== 1) {
+      r.fail('partial_rotary_factor', `is ${r.num('partial_rotary_factor')}; only full rotary embeddings (1.0) are supported`);
+    }
+  }
+  if (t.has('partial_rotary_factor') && t.num('partial_rotary_factor') !== 1) {
+    t.fail('partial_rotary_factor', `is ${t.num('partial_rotary_factor')}; only full rotary embeddings (1.0) are supported`);
+  }
+  if (ropeType === 'default') return { ropeTheta, ropeType };
+  const factor = src!.num('factor');
+  if (!(factor > 0)) src!.fail('factor', `must be positive (got ${factor})`);
+  if (ropeType === 'linear') return { ropeTheta, ropeType, ropeScaling: { type: 'linear', factor } };
+  const lowFreqFactor = src!.num('low_freq_factor'), highFreqFactor = src!.num('high_freq_factor');
+  if (!(highFreqFactor > lowFreqFactor)) src!.fail('high_freq_factor', `(${highFreqFactor}) must exceed low_freq_factor (${lowFreqFactor})`);
+  const originalMaxPositions = src!.int('original_max_position_embeddings');
+  return { ropeTheta, ropeType, ropeScaling: { type: 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions } };
+}
 
 /** text_config of a Llama or Qwen2 LM (LlamaConfig / Qwen2Config defaults where optional) */
-export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextConfig {
+export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextSpec {
   const modelType = t.str('model_type', 'llama');
   if (!(TEXT_TYPES as readonly string[]).includes(modelType)) t.fail('model_type', `is "${modelType}"; supported: ${TEXT_TYPES.join(', ')}`);
   const qwen = modelType === 'qwen2';
@@ -155,36 +127,54 @@ export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextConfig 
   if (heads % kvHeads) t.fail('num_key_value_heads', `(${kvHeads}) must divide num_attention_heads (${heads})`);
   if (!t.has('head_dim') && hidden % heads) t.fail('hidden_size', `(${hidden}) is not a multiple of num_attention_heads (${heads}) and head_dim is absent`);
   const headDim = t.has('head_dim') ? t.int('head_dim') : hidden / heads;
-  const rp = t.has('rope_parameters') ? t.obj('rope_parameters') : undefined;
-  const rs = t.has('rope_scaling') ? t.obj('rope_scaling') : undefined;
-  const ropeTheta = rp?.has('rope_theta') ? rp.num('rope_theta') : t.num('rope_theta', 10000);
-  const ropeType = rp?.has('rope_type') ? rp.str('rope_type') : rs?.has('rope_type') ? rs.str('rope_type') : rs?.has('type') ? rs.str('type') : 'default';
+  if (headDim % 2) t.fail('head_dim', `(${headDim}) must be even for rotary embeddings`);
+  const hiddenAct = t.str('hidden_act', 'silu');
+  if (hiddenAct !== 'silu') t.fail('hidden_act', `is "${hiddenAct}"; the decoder's MLP is SwiGLU: only "silu" is supported`);
+  // Qwen2 applies a sliding window to layers >= max_window_layers when use_sliding_window is on
+  if (qwen && t.has('use_sliding_window') && t.bool('use_sliding_window')) {
+    t.fail('use_sliding_window', 'is true; sliding-window attention is not implemented (every layer attends to the whole sequence)');
+  }
+  const layerTypes = t.value('layer_types');
+  if (Array.isArray(layerTypes) && layerTypes.some((x) => x !== 'full_attention')) {
+    t.fail('layer_types', `lists ${[...new Set(layerTypes.filter((x) => x !== 'full_attention'))].map((x) => JSON.stringify(x)).join(', ')}; only "full_attention" layers are supported`);
+  }
   const attentionBias = qwen ? true : t.bool('attention_bias', false);
   const tie = top.has('tie_word_embeddings') ? top.bool('tie_word_embeddings') : t.bool('tie_word_embeddings', false);
+  const rmsEps = t.num('rms_norm_eps', 1e-6);
+  if (!(rmsEps > 0)) t.fail('rms_norm_eps', `must be positive (got ${rmsEps})`);
   return {
-    modelType: modelType as TextConfig['modelType'],
+    modelType: modelType as TextSpec['modelType'],
     hidden, heads, kvHeads, headDim,
     inter: t.int('intermediate_size'),
     layers: t.int('num_hidden_layers'),
     vocab: t.int('vocab_size'),
-    rmsEps: t.num('rms_norm_eps', 1e-6),
-    ropeTheta, ropeType,
+    rmsEps,
+    ...parseRope(t),
     tieWordEmbeddings: tie,
     attnBias: attentionBias,
     oBias: qwen ? false : attentionBias,
     mlpBias: qwen ? false : t.bool('mlp_bias', false),
-    hiddenAct: t.str('hidden_act', 'silu'),
+    hiddenAct,
     maxPositions: t.int('max_position_embeddings', qwen ? 32768 : 2048),
   };
 }
 
-interface VisionDefaults { hidden: number; inter: number; layers: number; heads: number; imageSize: number; patchSize: number }
-/** Idefics3VisionConfig's defaults */
-const IDEFICS3_VISION: VisionDefaults = { hidden: 1152, inter: 3072, layers: 12, heads: 16, imageSize: 224, patchSize: 32 };
-/** SiglipVisionConfig's defaults */
-const SIGLIP_VISION: VisionDefaults = { hidden: 768, inter: 3072, layers: 12, heads: 12, imageSize: 224, patchSize: 16 };
+export interface VisionDefaults { hidden: number; inter: number; layers: number; heads: number; imageSize: number; patchSize: number }
 
-export function parseVisionConfig(v: ConfigReader, types: readonly string[], d: VisionDefaults): VisionConfig {
+/** the GELU forms the tower graphs implement: the tanh approximation and the exact (erf) one */
+export const GELU_TANH = ['gelu_pytorch_tanh', 'gelu_new', 'gelu_fast'] as const;
+export const GELU_ERF = ['gelu'] as const;
+const GELUS: readonly string[] = [...GELU_TANH, ...GELU_ERF];
+
+/** an activation field the graphs implement (tower MLP, LLaVA projector) */
+export function geluField(r: ConfigReader, k: string, fallback: string): string {
+  const v = r.str(k, fallback);
+  if (!GELUS.includes(v)) r.fail(k, `is "${v}"; supported: ${GELUS.join(', ')}`);
+  return v;
+}
+
+/** a SigLIP-style vision_config (the family passes the model_types it accepts and its config class's defaults) */
+export function parseVisionConfig(v: ConfigReader, types: readonly string[], d: VisionDefaults): VisionSpec {
   const modelType = v.str('model_type', types[0]);
   if (!types.includes(modelType)) v.fail('model_type', `is "${modelType}"; expected ${types.join(' or ')}`);
   const hidden = v.int('hidden_size', d.hidden), heads = v.int('num_attention_heads', d.heads);
@@ -192,72 +182,15 @@ export function parseVisionConfig(v: ConfigReader, types: readonly string[], d: 
   // the patch conv has stride patch_size: floor(image_size / patch_size) patches a side (SigLIP 384/14: 27)
   const imageSize = v.int('image_size', d.imageSize), patchSize = v.int('patch_size', d.patchSize);
   if (patchSize > imageSize) v.fail('patch_size', `(${patchSize}) is larger than image_size (${imageSize})`);
+  const numChannels = v.int('num_channels', 3);
+  if (numChannels !== 3) v.fail('num_channels', `is ${numChannels}; the image processors give RGB (3 channels)`);
+  const layerNormEps = v.num('layer_norm_eps', 1e-6);
+  if (!(layerNormEps > 0)) v.fail('layer_norm_eps', `must be positive (got ${layerNormEps})`);
   return {
     modelType, hidden, heads,
     inter: v.int('intermediate_size', d.inter),
     layers: v.int('num_hidden_layers', d.layers),
-    imageSize, patchSize,
-    numChannels: v.int('num_channels', 3),
-    layerNormEps: v.num('layer_norm_eps', 1e-6),
-    hiddenAct: v.str('hidden_act', 'gelu_pytorch_tanh'),
+    imageSize, patchSize, numChannels, layerNormEps,
+    hiddenAct: geluField(v, 'hidden_act', 'gelu_pytorch_tanh'),
   };
-}
-
-/** model_type "idefics3" (Idefics3, SmolVLM): vision_config, text_config (llama), scale_factor, image_token_id */
-export function parseIdefics3Config(raw: Json, file = 'config.json'): Idefics3Config {
-  const r = new ConfigReader(raw, file);
-  const vision = parseVisionConfig(r.obj('vision_config'), ['idefics3_vision', 'idefics3', 'smolvlm_vision'], IDEFICS3_VISION);
-  const text = parseTextConfig(r.obj('text_config'), r);
-  const scaleFactor = r.int('scale_factor');
-  const side = Math.floor(vision.imageSize / vision.patchSize);
-  if (side % scaleFactor) r.fail('scale_factor', `(${scaleFactor}) must divide the patch grid side (${side} = image_size / patch_size)`);
-  return {
-    family: 'idefics3', modelType: 'idefics3', text, vision, scaleFactor,
-    imageTokenId: r.int('image_token_id'),
-    tokensPerImage: (side / scaleFactor) ** 2,
-    defaulted: r.list(),
-  };
-}
-
-/**
- * model_type "llava" with a SigLIP tower: vision_config (siglip_vision_model), text_config (qwen2 or llama),
- * image_token_index (or image_token_id), vision_feature_layer, vision_feature_select_strategy
- */
-export function parseLlavaConfig(raw: Json, file = 'config.json'): LlavaConfig {
-  const r = new ConfigReader(raw, file);
-  const vision = parseVisionConfig(r.obj('vision_config'), ['siglip_vision_model'], SIGLIP_VISION);
-  const text = parseTextConfig(r.obj('text_config'), r);
-  if (!r.has('image_token_index') && !r.has('image_token_id')) r.fail('image_token_index', 'is missing (nor is image_token_id there)');
-  const imageTokenId = r.has('image_token_index') ? r.int('image_token_index') : r.int('image_token_id');
-  if (Array.isArray(raw.vision_feature_layer)) r.fail('vision_feature_layer', 'is a list; only one layer is supported');
-  const featureLayer = r.num('vision_feature_layer');
-  const states = vision.layers + 1;
-  if (!Number.isInteger(featureLayer) || featureLayer < -states || featureLayer >= states) {
-    r.fail('vision_feature_layer', `(${featureLayer}) is outside the tower's ${states} hidden states`);
-  }
-  const selectStrategy = r.str('vision_feature_select_strategy') as LlavaConfig['selectStrategy'];
-  if (selectStrategy !== 'default' && selectStrategy !== 'full') r.fail('vision_feature_select_strategy', `is "${selectStrategy}"; expected "default" or "full"`);
-  const patches = Math.floor(vision.imageSize / vision.patchSize) ** 2;
-  return {
-    family: 'llava', modelType: 'llava', text, vision, imageTokenId,
-    featureLayer, featureHiddenState: featureLayer < 0 ? states + featureLayer : featureLayer,
-    selectStrategy,
-    projectorAct: r.str('projector_hidden_act', 'gelu'),
-    projectorBias: r.bool('multimodal_projector_bias', true),
-    tokensPerImage: selectStrategy === 'default' ? patches - 1 : patches,
-    defaulted: r.list(),
-  };
-}
-
-registerFamily<Idefics3Config>('idefics3', { family: 'idefics3', parseConfig: parseIdefics3Config, imagePlaceholder: '<image>' });
-registerFamily<LlavaConfig>('llava', { family: 'llava', parseConfig: parseLlavaConfig, imagePlaceholder: '<image>' });
-
-/**
- * Check a config.json and normalise it, by its model_type (any family registered in registry.ts). Errors name
- * the file and the field; an unknown model_type lists the supported ones.
- */
-export function checkConfig(config: Json, file = 'config.json'): ModelConfig {
-  const spec = familyFor(config, file);
-  if (!spec.parseConfig) throw new CheckpointError(`${file}: model_type "${spec.modelType}" has no config parser registered`);
-  return spec.parseConfig(config, file) as ModelConfig;
 }

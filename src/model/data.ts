@@ -1,27 +1,27 @@
 /**
- * The data side of a VLM checkpoint in one import: config checking, the family registry, tokenizer and chat
- * template, image processor, prompt construction, loaders and manifests. Importing this module registers the
- * built-in families' config parsers (config.ts) and image processors (processor.ts).
+ * The data side of a VLM checkpoint in one import: config checking through the registered families
+ * (families/index.ts), tokenizer and chat template, image processor, prompt construction, loaders and
+ * manifests.
  */
-import { checkConfig, type ModelConfig } from './config.js';
+import { checkConfig, familyForConfig } from './families/index.js';
 import { parseJsonFile } from './files.js';
 import type { ImageProcessor, ProcessorOptions } from './processor.js';
-import { createImageProcessor } from './processor.js';
-import { familyFor } from './registry.js';
 import { type VlmTokenizer, loadTokenizer } from './tokenizer.js';
+import type { VlmSpec } from './types.js';
 
 export * from './config.js';
+export * from './families/index.js';
 export * from './files.js';
 export * from './load-web.js';
 export * from './manifests.js';
 export * from './processor.js';
 export * from './prompts.js';
-export * from './registry.js';
 export * from './tokenizer.js';
+export type * from './types.js';
 export { checkTensorShape, checkTensors, expectTensor } from './checkpoint.js';
 
 export interface ModelData {
-  config: ModelConfig;
+  config: VlmSpec;
   tokenizer: VlmTokenizer;
   processor: ImageProcessor;
   /** the chat template's image placeholder */
@@ -41,13 +41,13 @@ export function modelDataFromFiles(files: ReadonlyMap<string, Uint8Array>, locat
   };
   const raw = need('config.json');
   const config = checkConfig(raw, `${location}/config.json`);
-  const spec = familyFor(raw, `${location}/config.json`);
+  const family = familyForConfig(raw, `${location}/config.json`);
   const pre = need('preprocessor_config.json');
   const proc = files.has('processor_config.json') ? need('processor_config.json') : {};
   return {
     config,
     tokenizer: loadTokenizer(files),
-    processor: spec.createProcessor ? spec.createProcessor(config, pre, proc, opts) : createImageProcessor(config, pre, proc, opts),
-    placeholder: spec.imagePlaceholder ?? '<image>',
+    processor: family.createProcessor(config, pre, proc, opts),
+    placeholder: family.imagePlaceholder,
   };
 }

@@ -17,6 +17,11 @@ export interface WebLoadOptions {
   onProgress?: ProgressFn;
   /** files to read too when they exist (default: tokenizer, chat template, processor and generation configs) */
   extraFiles?: readonly string[];
+  /**
+   * the files that exist, when the caller knows them (a bundled model, a manifest): exactly these are read,
+   * nothing is probed (a dev server that answers unknown paths with a page would make probing read garbage)
+   */
+  files?: readonly string[];
   /** file sizes known beforehand (a manifest's), used for `total` until a response says otherwise */
   sizes?: Readonly<Record<string, number>>;
   /** the URL of a file (default `${base}/${name}`); manifests pass Hub resolve URLs */
@@ -162,8 +167,10 @@ export async function loadCheckpointFromUrl(base: string, opts: WebLoadOptions =
   };
 
   const files = new Map<string, Uint8Array>();
+  const known = opts.files ? new Set(opts.files) : undefined;
+  if (known && !known.has(CONFIG_FILE)) throw new CheckpointError(`${base}: the file list lacks ${CONFIG_FILE}`);
   try {
-    const [config, index] = await Promise.all([get(CONFIG_FILE, false), get(WEIGHTS_INDEX, true)]);
+    const [config, index] = await Promise.all([get(CONFIG_FILE, false), known && !known.has(WEIGHTS_INDEX) ? undefined : get(WEIGHTS_INDEX, true)]);
     files.set(CONFIG_FILE, config!);
     parseJsonFile(config!, urlOf(CONFIG_FILE));
     let weights = [SINGLE_WEIGHTS];
@@ -172,7 +179,8 @@ export async function loadCheckpointFromUrl(base: string, opts: WebLoadOptions =
       weights = shardsFromIndex(parseJsonFile(index, urlOf(WEIGHTS_INDEX)), urlOf(WEIGHTS_INDEX));
       progress.drop(urlOf(SINGLE_WEIGHTS));
     }
-    const extra = (opts.extraFiles ?? AUX_FILES).filter((n) => n !== CONFIG_FILE && n !== WEIGHTS_INDEX && !weights.includes(n));
+    const wanted = known ? [...known] : (opts.extraFiles ?? AUX_FILES);
+    const extra = wanted.filter((n) => n !== CONFIG_FILE && n !== WEIGHTS_INDEX && !weights.includes(n));
     // open everything first (headers give the sizes, so `total` is right from the first chunk on), then stream
     const opened = await Promise.all([
       ...weights.map(async (n) => [n, await open(n, false)] as const),

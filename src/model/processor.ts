@@ -1,18 +1,8 @@
 /**
  * Image preprocessing as Hugging Face's (slow, PIL-based) image processors do it, from
  * preprocessor_config.json: resize, rescale (rescale_factor), normalise (image_mean / image_std), output
- * [C,H,W] float32 per image or tile, plus the text each image placeholder expands to.
- *
- * - LLaVA (SiglipImageProcessor / CLIPImageProcessor): a fixed {height, width} resize (or CLIP's
- *   shortest_edge resize + center crop); (image_size / patch_size)^2 image tokens with the 'full' feature
- *   strategy, one fewer with 'default' (LlavaProcessor's count, plus processor_config's
- *   num_additional_image_tokens).
- * - Idefics3 / SmolVLM (Idefics3ImageProcessor): resize so the longest edge is size.longest_edge, then with
- *   do_image_splitting resize each side up to a multiple of max_image_size.longest_edge, cut row-major tiles
- *   of that size and append the whole image resized to one tile (the global image); without splitting, one
- *   square tile. Each tile is image_seq_len `<image>` tokens, wrapped as Idefics3Processor writes its prompt
- *   (`<fake_token_around_image><row_r_col_c>`, a newline after each row, then
- *   `\n<fake_token_around_image><global-img>...<fake_token_around_image>`).
+ * [C,H,W] float32 per image or tile. This module holds what every processor shares; each family's own
+ * processor (tiling, the text an image placeholder expands to) is in its file in src/model/families/.
  *
  * Resampling reproduces Pillow's `Image.resize` on 8-bit RGB (the path transformers takes for uint8 images):
  * separable convolution with the filter stretched by the scale on downscale (antialiasing), coefficients in
@@ -23,9 +13,6 @@
  * (torchvision) processors are not reproduced: they use bicubic where Idefics3 asks for Lanczos, and float
  * antialiasing.
  */
-import type { Idefics3Config, LlavaConfig, ModelConfig } from './config.js';
-import { registerFamily } from './registry.js';
-
 type Json = Record<string, unknown>;
 
 export class ProcessorError extends Error {
@@ -276,7 +263,7 @@ export function toChw(src: Rgb8, p: { doRescale: boolean; rescaleFactor: number;
 
 // ------------------------------------------------------------------------------------------ preprocessor_config
 
-interface Common {
+export interface Common {
   doResize: boolean;
   doRescale: boolean;
   rescaleFactor: number;
@@ -296,7 +283,8 @@ export interface ProcessorOptions {
   alpha?: AlphaMode;
 }
 
-const IMAGENET_STANDARD = [0.5, 0.5, 0.5];
+/** the mean and std SigLIP and Idefics3 normalise with */
+export const IMAGENET_STANDARD = [0.5, 0.5, 0.5];
 
 function num(p: Json, k: string, fallback: number, file: string): number {
   const v = p[k] ?? fallback;
@@ -311,7 +299,8 @@ function triple(p: Json, k: string, fallback: number[], file: string): number[] 
   return a as number[];
 }
 
-function common(p: Json, defaults: { resample: number; mean: number[]; std: number[] }, opts: ProcessorOptions, file: string): Common {
+/** the preprocessor_config.json fields every HF image processor has (resize, rescale, normalise) */
+export function common(p: Json, defaults: { resample: number; mean: number[]; std: number[] }, opts: ProcessorOptions, file: string): Common {
   const r = p.resample ?? defaults.resample;
   const resample = opts.resample ?? PIL_RESAMPLE[r as number];
   if (!resample) throw new ProcessorError(`${file}: field "resample" (${JSON.stringify(r)}) is not a PIL resampling filter (0-5)`);
@@ -327,7 +316,8 @@ function common(p: Json, defaults: { resample: number; mean: number[]; std: numb
   };
 }
 
-function sizeField(p: Json, k: string, file: string): Record<string, number> | undefined {
+/** a `size`-like field: {height, width}, {longest_edge}, {shortest_edge}, or one number */
+export function sizeField(p: Json, k: string, file: string): Record<string, number> | undefined {
   const v = p[k];
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'number') return { height: v, width: v, shortest_edge: v };
@@ -335,157 +325,3 @@ function sizeField(p: Json, k: string, file: string): Record<string, number> | u
   return v as Record<string, number>;
 }
 
-// ------------------------------------------------------------------------------------------ LLaVA (SigLIP / CLIP)
-
-export function siglipProcessor(config: LlavaConfig, pre: Json, procCfg: Json = {}, opts: ProcessorOptions = {},
-  file = 'preprocessor_config.json'): ImageProcessor {
-  const c = common(pre, { resample: 3, mean: IMAGENET_STANDARD, std: IMAGENET_STANDARD }, opts, file);
-  const size = sizeField(pre, 'size', file) ?? { height: config.vision.imageSize, width: config.vision.imageSize };
-  const crop = pre.do_center_crop === true ? sizeField(pre, 'crop_size', file) : undefined;
-  const patch = Number(procCfg.patch_size ?? config.vision.patchSize);
-  const extra = Number(procCfg.num_additional_image_tokens ?? 0);
-  const strategy = String(procCfg.vision_feature_select_strategy ?? config.selectStrategy);
-  const token = '<image>';
-  return {
-    kind: 'siglip',
-    process(image: PixelImage): ProcessedImage {
-      let im = toRgb8(image, c.alpha);
-      if (c.doResize) {
-        if (size.height && size.width) im = resizeRgb8(im, size.width, size.height, c.resample);
-        else if (size.shortest_edge) {
-          // CLIP: the short side to shortest_edge, the long side int(shortest_edge * long / short)
-          const s = size.shortest_edge, w = im.width, h = im.height;
-          const [nw, nh] = w <= h ? [s, Math.trunc((s * h) / w)] : [Math.trunc((s * w) / h), s];
-          im = resizeRgb8(im, nw, nh, c.resample);
-        } else throw new ProcessorError(`${file}: field "size" needs height and width, or shortest_edge`);
-      }
-      if (crop) {
-        const ch = crop.height, cw = crop.width;
-        if (ch > im.height || cw > im.width) throw new ProcessorError(`${file}: crop_size ${cw}x${ch} is larger than the resized image ${im.width}x${im.height}`);
-        const top = Math.floor((im.height - ch) / 2), left = Math.floor((im.width - cw) / 2);
-        im = cropRgb8(im, left, top, left + cw, top + ch);
-      }
-      let n = Math.floor(im.height / patch) * Math.floor(im.width / patch) + extra;
-      if (strategy === 'default') n -= 1;
-      return { tiles: [toChw(im, c)], channels: 3, height: im.height, width: im.width, rows: 0, cols: 0, text: token.repeat(n), imageTokens: n };
-    },
-  };
-}
-
-// ------------------------------------------------------------------------------------------ Idefics3 / SmolVLM
-
-const MAX_IMAGE_SIZE = 4096;
-
-/** Idefics3's get_resize_output_image_size: the longest edge to `maxLen` (even short side), then below 4096 */
-export function idefics3ResizeSize(height: number, width: number, maxLen: number): [number, number] {
-  let h = height, w = width;
-  const ar = w / h;
-  if (w >= h) {
-    w = maxLen;
-    h = Math.trunc(w / ar);
-    if (h % 2 !== 0) h += 1;
-  } else {
-    h = maxLen;
-    w = Math.trunc(h * ar);
-    if (w % 2 !== 0) w += 1;
-  }
-  h = Math.max(h, 1);
-  w = Math.max(w, 1);
-  const ar2 = w / h;
-  if (w >= h && w > MAX_IMAGE_SIZE) {
-    w = MAX_IMAGE_SIZE;
-    h = Math.trunc(w / ar2);
-  } else if (h > w && h > MAX_IMAGE_SIZE) {
-    h = MAX_IMAGE_SIZE;
-    w = Math.trunc(h * ar2);
-  }
-  return [Math.max(h, 1), Math.max(w, 1)];
-}
-
-/** Idefics3's resize_for_vision_encoder: each side up to a multiple of `tile` */
-export function idefics3TileGridSize(height: number, width: number, tile: number): [number, number] {
-  let h = height, w = width;
-  const ar = w / h;
-  if (w >= h) {
-    w = Math.ceil(w / tile) * tile;
-    h = Math.trunc(w / ar);
-    h = Math.ceil(h / tile) * tile;
-  } else {
-    h = Math.ceil(h / tile) * tile;
-    w = Math.trunc(h * ar);
-    w = Math.ceil(w / tile) * tile;
-  }
-  return [h, w];
-}
-
-/** the prompt text for one image, as Idefics3Processor's get_image_prompt_string writes it */
-export function idefics3ImageText(rows: number, cols: number, seqLen: number, tokens = { fake: '<fake_token_around_image>', image: '<image>', global: '<global-img>' }): string {
-  const img = tokens.image.repeat(seqLen);
-  if (rows === 0 && cols === 0) return `${tokens.fake}${tokens.global}${img}${tokens.fake}`;
-  let s = '';
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) s += `${tokens.fake}<row_${r + 1}_col_${c + 1}>${img}`;
-    s += '\n';
-  }
-  return `${s}\n${tokens.fake}${tokens.global}${img}${tokens.fake}`;
-}
-
-export function idefics3Processor(config: Idefics3Config, pre: Json, procCfg: Json = {}, opts: ProcessorOptions = {},
-  file = 'preprocessor_config.json'): ImageProcessor {
-  const c = common(pre, { resample: 1, mean: IMAGENET_STANDARD, std: IMAGENET_STANDARD }, opts, file);
-  const size = sizeField(pre, 'size', file) ?? { longest_edge: 4 * 364 };
-  const tile = sizeField(pre, 'max_image_size', file)?.longest_edge ?? config.vision.imageSize;
-  const split = opts.doImageSplitting ?? pre.do_image_splitting !== false;
-  const seqLen = Number(procCfg.image_seq_len ?? config.tokensPerImage);
-  if (!Number.isInteger(seqLen) || seqLen <= 0) throw new ProcessorError(`processor_config.json: image_seq_len (${procCfg.image_seq_len}) is not a positive integer`);
-  if (tile !== config.vision.imageSize) {
-    throw new ProcessorError(`${file}: max_image_size.longest_edge (${tile}) differs from the vision tower's image_size (${config.vision.imageSize})`);
-  }
-  return {
-    kind: 'idefics3',
-    process(image: PixelImage): ProcessedImage {
-      let im = toRgb8(image, c.alpha);
-      if (c.doResize) {
-        if (!size.longest_edge) throw new ProcessorError(`${file}: field "size" needs longest_edge`);
-        const [h, w] = idefics3ResizeSize(im.height, im.width, size.longest_edge);
-        im = resizeRgb8(im, w, h, c.resample);
-      }
-      const tiles: Rgb8[] = [];
-      let rows = 0, cols = 0;
-      if (split) {
-        const [h, w] = idefics3TileGridSize(im.height, im.width, tile);
-        im = resizeRgb8(im, w, h, c.resample);
-        if (im.height > tile || im.width > tile) {
-          rows = Math.ceil(im.height / tile);
-          cols = Math.ceil(im.width / tile);
-          const th = Math.ceil(im.height / rows), tw = Math.ceil(im.width / cols);
-          for (let r = 0; r < rows; r++) {
-            for (let q = 0; q < cols; q++) {
-              const x0 = q * tw, y0 = r * th;
-              tiles.push(cropRgb8(im, x0, y0, Math.min(x0 + tw, im.width), Math.min(y0 + th, im.height)));
-            }
-          }
-          im = resizeRgb8(im, tile, tile, c.resample);
-        }
-        tiles.push(im);
-      } else {
-        tiles.push(resizeRgb8(im, tile, tile, c.resample));
-      }
-      for (const t of tiles) {
-        if (t.width !== tile || t.height !== tile) throw new ProcessorError(`a tile came out ${t.width}x${t.height}, not ${tile}x${tile}`);
-      }
-      return {
-        tiles: tiles.map((t) => toChw(t, c)), channels: 3, height: tile, width: tile, rows, cols,
-        text: idefics3ImageText(rows, cols, seqLen), imageTokens: seqLen * tiles.length,
-      };
-    },
-  };
-}
-
-/** the image processor for a normalised config and its preprocessor_config.json / processor_config.json */
-export function createImageProcessor(config: ModelConfig, pre: Json, procCfg: Json = {}, opts: ProcessorOptions = {}): ImageProcessor {
-  return config.family === 'idefics3' ? idefics3Processor(config, pre, procCfg, opts) : siglipProcessor(config, pre, procCfg, opts);
-}
-
-registerFamily<Idefics3Config>('idefics3', { createProcessor: (cfg, pre, proc, opts) => idefics3Processor(cfg, pre, proc, opts) });
-registerFamily<LlavaConfig>('llava', { createProcessor: (cfg, pre, proc, opts) => siglipProcessor(cfg, pre, proc, opts) });

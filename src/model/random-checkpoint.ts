@@ -5,17 +5,8 @@
  */
 import type { Checkpoint, HostTensor, TensorSource } from './checkpoint.js';
 import { CheckpointError } from './safetensors.js';
+import { fillNormal, rng } from '../util/prng.js';
 import { type VlmSpec, parameterList } from './vlm.js';
-
-function normalFill(out: Float32Array, seed: number, std: number): void {
-  let s = seed >>> 0 || 1;
-  const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
-  for (let i = 0; i < out.length; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(next())), a = 2 * Math.PI * next();
-    out[i] = std * r * Math.cos(a);
-    if (i + 1 < out.length) out[i + 1] = std * r * Math.sin(a);
-  }
-}
 
 export function randomCheckpoint(spec: VlmSpec, seed = 0, std = 0.02): Checkpoint {
   const params = new Map(parameterList(spec).map((p) => [p.name, p]));
@@ -34,7 +25,7 @@ export function randomCheckpoint(spec: VlmSpec, seed = 0, std = 0.02): Checkpoin
       if (!t) {
         const data = new Float32Array(p.shape.reduce((a, b) => a * b, 1));
         if (/norm|layer_norm|layernorm/.test(n) && n.endsWith('.weight')) data.fill(1);
-        else if (!n.endsWith('.bias')) normalFill(data, seeds.get(n)!, std);
+        else if (!n.endsWith('.bias')) fillNormal(data, rng(seeds.get(n)!), std);
         t = { dtype: 'float32', shape: [...p.shape], data };
         // large tensors are regenerated on demand rather than kept twice (the runtime holds a copy)
         if (data.length < 1 << 20) cache.set(n, t);

@@ -3,8 +3,8 @@
  * moves the per-token log-probs from float32, on a SmolVLM-256M-shaped model with random weights.
  */
 import { performance } from 'node:perf_hooks';
+import { Engine, type ScoreRow } from '../engine/engine.js';
 import { randomCheckpoint } from '../model/random-checkpoint.js';
-import { VlmScorer, type ScoreSequence } from '../model/scorer.js';
 import { SMOLVLM_256M } from '../model/shapes.js';
 import type { VlmSpec } from '../model/vlm.js';
 import { createNodeRuntime } from '../runtime/node.js';
@@ -26,7 +26,7 @@ export interface Int4Bench {
 }
 
 /** one image (with Idefics3's markers), a short question and a response of `R` tokens */
-export function benchSequence(spec: VlmSpec, R: number, seed = 1): ScoreSequence {
+export function benchSequence(spec: VlmSpec, R: number, seed = 1): ScoreRow {
   let s = seed;
   const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
   const word = () => 100 + Math.floor(rnd() * Math.min(spec.text.vocab - 200, 20000));
@@ -35,7 +35,7 @@ export function benchSequence(spec: VlmSpec, R: number, seed = 1): ScoreSequence
   const response = Array.from({ length: R }, word);
   const px = new Float32Array(3 * spec.vision.imageSize ** 2);
   for (let i = 0; i < px.length; i++) px[i] = rnd() * 2 - 1;
-  return { inputIds: [...prompt, ...response], images: [px], responseStart: prompt.length };
+  return { prompt, images: [px], responses: [response] };
 }
 
 export async function benchInt4(o: { ep?: EP; spec?: VlmSpec; name?: string; R?: number } = {}): Promise<Int4Bench> {
@@ -44,12 +44,12 @@ export async function benchInt4(o: { ep?: EP; spec?: VlmSpec; name?: string; R?:
   const ckpt = randomCheckpoint(spec, 1);
   const seq = benchSequence(spec, R);
   const run = async (int4: boolean) => {
-    const scorer = await VlmScorer.create(rt, spec, ckpt, null, { int4 });
-    await scorer.logprobs(seq, 'reference'); // session creation and warm-up
+    const engine = await Engine.create(rt, spec, ckpt, { int4 });
+    await engine.forwardBatch([seq], 'reference'); // session creation and warm-up
     const t = performance.now();
-    const lp = await scorer.logprobs(seq, 'reference');
+    const lp = (await engine.forwardBatch([seq], 'reference')).logprobs[0][0];
     const ms = performance.now() - t;
-    await scorer.release();
+    await engine.release();
     return { lp, ms };
   };
   const fp = await run(false);

@@ -121,7 +121,7 @@ export function checkFile(file: string): number {
       try {
         decodePng(readFileSync(p), p);
       } catch (e) {
-        throw new Error(`${file} line ${line}: field "images"[${k}]: ${(e as Error).message}`);
+        throw new Error(`${file} line ${line}: field "images"[${k}]: ${(e as Error).message}`, { cause: e });
       }
     });
   }

@@ -58,8 +58,8 @@ export function loadCase(dir: string): ReferenceCase {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new Error(`${file} not found: pass a case folder such as ../shared/reference/idefics3-public`);
-    throw new Error(`${file} is not valid JSON (${err.message}); regenerate it with refgen.py`);
+    if (err.code === 'ENOENT') throw new Error(`${file} not found: pass a case folder such as ../shared/reference/idefics3-public`, { cause: e });
+    throw new Error(`${file} is not valid JSON (${err.message}); regenerate it with refgen.py`, { cause: e });
   }
   const c = raw as Record<string, unknown>;
   const need = (obj: Record<string, unknown>, field: string, path: string) => {

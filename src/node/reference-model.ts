@@ -1,20 +1,22 @@
 /**
- * `vco-lab reference <case>` without --loss-only: load the case's HF checkpoint and PEFT adapter, run every
- * sequence through the project's own graphs (policy = adapter on, reference = adapter off), compute both
- * presets' loss from those log-probs and the LoRA gradients through the backward graphs, and compare all of
- * it with what HF transformers + PEFT computed in float64.
+ * `vco-lab reference <case>` without --loss-only: load the case's HF checkpoint and PEFT adapter into the
+ * engine, and run the case through the very code that trains: each sample's contexts scored packed
+ * (policy = adapter on, reference = adapter off), both presets' loss from the loss module, and the LoRA
+ * gradients from the engine's backward pass seeded with dL/ds; all of it compared with what HF transformers
+ * + PEFT computed in float64.
  */
 import { join } from 'node:path';
+import { Engine } from '../engine/engine.js';
+import { type SampleForward, backwardSample, forwardSample } from '../engine/sample.js';
 import { evaluate } from '../loss/objective.js';
 import { icvco } from '../loss/icvco.js';
 import type { SeqKey } from '../loss/types.js';
-import { readAdapter } from '../model/peft.js';
-import { VlmScorer, type ScoreSequence } from '../model/scorer.js';
-import { specFromConfig } from '../model/spec.js';
+import { checkConfig } from '../model/families/index.js';
 import type { EP } from '../runtime/runtime.js';
 import { createNodeRuntime } from '../runtime/node.js';
-import { SafetensorsFiles, loadCheckpointDir, readJson } from './load-dir.js';
-import { type ReferenceCase, caseScores, presetConfig, sequenceKey } from './reference-case.js';
+import { SafetensorsFiles, loadCheckpointDir } from './load-dir.js';
+import { readAdapterDir } from './model-dir.js';
+import { type ReferenceCase, caseEngineSamples, presetConfig, sequenceKey } from './reference-case.js';
 
 export const MODEL_TOLERANCES = {
   logprob_abs: { cpu: 1e-4, webgpu: 1e-3 } as Record<string, number>,
@@ -47,59 +49,39 @@ export interface ModelCheck {
   pass: boolean;
 }
 
-function caseSequences(c: ReferenceCase): ScoreSequence[] {
-  return c.sequences.map((s, i) => {
-    const sample = c.samples[s.sample];
-    const images = s.images.map((which) => {
-      const px = which === 'm' ? sample.m : which === 'm_contrast' ? sample.m_contrast : undefined;
-      if (!px) throw new Error(`${c.dir}/case.json: sequences[${i}] needs image "${which}" of sample ${s.sample}, which has no pixels`);
-      return Float32Array.from(px);
-    });
-    return { inputIds: s.input_ids, images, responseStart: s.response_start };
-  });
-}
-
 export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s: string) => void): Promise<ModelCheck> {
   const ckpt = loadCheckpointDir(join(c.dir, 'model'));
-  const spec = specFromConfig(ckpt.config, join(c.dir, 'model', 'config.json'));
-  const adir = join(c.dir, 'adapter');
-  const adapter = readAdapter(readJson(join(adir, 'adapter_config.json'), 'a PEFT adapter folder holds adapter_config.json'),
-    join(adir, 'adapter_config.json'), new SafetensorsFiles(adir, [join(adir, 'adapter_model.safetensors')]));
+  const spec = checkConfig(ckpt.config, join(c.dir, 'model', 'config.json'));
   const rt = await createNodeRuntime(device);
-  const scorer = await VlmScorer.create(rt, spec, ckpt, adapter);
-  const seqs = caseSequences(c);
+  const engine = await Engine.create(rt, spec, ckpt, { lora: readAdapterDir(join(c.dir, 'adapter')) });
+  const samples = caseEngineSamples(c);
+  // every score either preset needs (both presets read the same sequences)
+  const reqs = icvco.requirements(presetConfig(c, 'paper'));
 
-  // log-probs, and J_i = d s_i / d(LoRA) for each sequence once: each preset's gradient is Σ_i (dL/ds_i)·J_i
-  const pol: Float32Array[] = [], ref: Float32Array[] = [], jac: Array<Map<string, Float32Array>> = [];
-  let polErr = 0, refErr = 0;
-  for (let i = 0; i < seqs.length; i++) {
-    const s = c.sequences[i];
-    const mask = Float32Array.from(s.score_mask);
-    const { logprobs, grads } = await scorer.grads(seqs[i], mask);
-    const r = await scorer.logprobs(seqs[i], 'reference');
-    pol.push(logprobs); ref.push(r); jac.push(grads);
-    for (let t = 0; t < logprobs.length; t++) {
-      polErr = Math.max(polErr, Math.abs(logprobs[t] - s.policy_token_logprobs[t]));
-      refErr = Math.max(refErr, Math.abs(r[t] - s.reference_token_logprobs[t]));
-    }
-    log?.(`sequence ${i + 1}/${seqs.length}`);
+  const pol: SampleForward[] = [], ref: SampleForward[] = [];
+  for (let k = 0; k < samples.length; k++) {
+    pol.push(await forwardSample(engine, samples[k], reqs, 'policy', { save: true }));
+    ref.push(await forwardSample(engine, samples[k], reqs, 'reference'));
+    log?.(`sample ${k + 1}/${samples.length}`);
   }
-  const scores = caseScores(c, (i) => ({ policy: Array.from(pol[i]), reference: Array.from(ref[i]) }));
+  let polErr = 0, refErr = 0;
+  for (const row of c.sequences) {
+    const key = sequenceKey(row) as SeqKey;
+    const p = pol[row.sample].tokens[key], r = ref[row.sample].tokens[key];
+    if (!p || !r) throw new Error(`${c.dir}/case.json: the engine did not score ${key} of sample ${row.sample}`);
+    row.policy_token_logprobs.forEach((x, t) => { polErr = Math.max(polErr, Math.abs(p[t] - x)); });
+    row.reference_token_logprobs.forEach((x, t) => { refErr = Math.max(refErr, Math.abs(r[t] - x)); });
+  }
+  const scores = samples.map((s, k) => ({ policy: pol[k].scores, reference: ref[k].scores, swap: s.swap }));
 
   const presets = {} as ModelCheck['presets'];
   for (const preset of ['paper', 'reference-code'] as const) {
     const res = evaluate(icvco, presetConfig(c, preset), scores);
     const exp = c.loss[preset].value;
     const relLoss = Math.abs(res.loss - exp) / Math.abs(exp);
+    // the trainer's backward pass: each context seeded with (dL/ds)·mask, gradients summed over the batch
     const total = new Map<string, Float64Array>();
-    c.sequences.forEach((s, i) => {
-      const w = res.grads[s.sample][sequenceKey(s) as SeqKey] ?? 0;
-      for (const [k, g] of jac[i]) {
-        let acc = total.get(k);
-        if (!acc) { acc = new Float64Array(g.length); total.set(k, acc); }
-        for (let j = 0; j < g.length; j++) acc[j] += w * g[j];
-      }
-    });
+    for (let k = 0; k < samples.length; k++) await backwardSample(engine, samples[k], reqs, pol[k], res.grads[k], total);
     const hf = new SafetensorsFiles(c.dir, [join(c.dir, `lora_grads_${preset}.safetensors`)]);
     let worst = 0, worstName = '';
     const zeroNonzero: string[] = [];
@@ -123,12 +105,12 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
       pass: relLoss <= MODEL_TOLERANCES.loss_rel && worst <= MODEL_TOLERANCES.lora_grad_rel && zeroNonzero.length === 0,
     };
   }
-  await scorer.release();
+  await engine.release();
   const tolLp = MODEL_TOLERANCES.logprob_abs[device] ?? 1e-3;
   const both = [presets.paper, presets['reference-code']];
   const lpErr = Math.max(polErr, refErr);
   return {
-    case: c.dir, family: c.family, mode: 'model', device, runtime: rt.detail, sequences: seqs.length,
+    case: c.dir, family: c.family, mode: 'model', device, runtime: rt.detail, sequences: c.sequences.length,
     logprobs: { policy_max_abs_err: polErr, reference_max_abs_err: refErr },
     presets,
     max_errors: { logprob_abs: lpErr, loss_rel: Math.max(...both.map((p) => p.loss.rel_err)),

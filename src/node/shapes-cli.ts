@@ -11,9 +11,10 @@ import { type BenchmarkResult, benchmarkMetrics, formatBenchmark, yesNoMargins }
 import { createNodeRuntime } from '../runtime/node.js';
 import type { EP, Runtime } from '../runtime/runtime.js';
 import { DEFAULT_DIMS, defaultModelFiles, defaultSpec } from '../train/default-model.js';
-import { DEFAULT_STAGES, type PretrainOptions, defaultModelData, pretrain, uploadAll } from '../train/pretrain.js';
+import { DEFAULT_STAGES, type PretrainOptions, defaultModelData, pretrain, weightsEngine } from '../train/pretrain.js';
 import { parameterList } from '../model/vlm.js';
 import { writeFolderAtomic } from './checkpoint-io.js';
+import { loadCheckpointDir } from './load-dir.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
 
 type Out = (s: string) => void;
@@ -39,23 +40,22 @@ export async function evalCommand(args: string[], out: Out, err: Out): Promise<n
   const items = shapesBenchmark(positiveInt('n', values.n, 200), values.seed === undefined ? undefined : Number(values.seed));
   const progress = progressLine(err, values.json);
   const t0 = performance.now();
-  const margins = await yesNoMargins(rt, model, items, { batch: positiveInt('batch', values.batch, 32),
+  const margins = await yesNoMargins(model.engine, model, items, { batch: positiveInt('batch', values.batch, 32),
     onProgress: progress && ((d, n) => progress(`eval ${d}/${n} questions`)) });
   if (progress) err('\r\x1b[K');
   const result = benchmarkMetrics(values.model ?? 'default (models/shapesworld-tiny)', items, margins);
   if (values.json) out(`${JSON.stringify(result, null, 1)}\n`);
   else out(`${formatBenchmark(result)}${items.length} questions in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${rt.ep}\n`);
-  model.store.dispose();
+  await model.engine.release();
   return 0;
 }
 
 /** the benchmark of weights held in memory (used right after training) */
 export async function evalWeights(rt: Runtime, weights: ReadonlyMap<string, Float32Array>, perCategory: number): Promise<BenchmarkResult> {
-  const spec = defaultSpec(), data = defaultModelData(), store = rt.weightStore();
-  await uploadAll(rt, store, spec, weights);
+  const spec = defaultSpec(), data = defaultModelData(), engine = await weightsEngine(rt, spec, weights);
   const items = shapesBenchmark(perCategory);
-  const margins = await yesNoMargins(rt, { spec, tokenizer: data.tokenizer, processor: data.processor, store }, items);
-  store.dispose();
+  const margins = await yesNoMargins(engine, { spec, tokenizer: data.tokenizer, processor: data.processor }, items);
+  await engine.release();
   return benchmarkMetrics('trained', items, margins);
 }
 
@@ -123,9 +123,8 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
   const records: StageRecord[] = [];
   let weights: ReadonlyMap<string, Float32Array> | undefined;
   if (values.init) {
-    const m = await loadModelDir(rt, values.init);
-    weights = new Map(await Promise.all(parameterList(m.spec).map(async (p) => [p.name, Float32Array.from((await m.store.get(p.name)!.getData()) as Float32Array)] as const)));
-    m.store.dispose();
+    const ckpt = loadCheckpointDir(values.init);
+    weights = new Map(parameterList(defaultSpec()).map((p) => [p.name, Float32Array.from(ckpt.tensors.get(p.name).data as ArrayLike<number>)] as const));
     // the earlier stages' record travels with the weights, so training.json tells the whole recipe
     const prev = existsSync(join(values.init, 'training.json')) ? JSON.parse(readFileSync(join(values.init, 'training.json'), 'utf8')) : null;
     if (Array.isArray(prev?.stages)) records.push(...prev.stages);

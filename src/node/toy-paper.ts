@@ -15,7 +15,7 @@ import { shapesBenchmark } from '../eval/shapesworld.js';
 import { type BenchmarkResult, type CategoryMetrics, benchmarkMetrics, yesNoMargins } from '../eval/yesno.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadCheckpointDir } from './load-dir.js';
-import { type LoadedModel, loadModelDir, uploadLora } from './model-dir.js';
+import { type LoadedModel, loadModelDir } from './model-dir.js';
 
 export const TOY_OBJECTIVES = [
   { id: 'dpo', label: 'DPO', accuracy: 'rewards/accuracies' },
@@ -83,7 +83,7 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
   const log = o.log ?? (() => {});
   const base = await loadModelDir(rt, o.modelDir);
   const items = shapesBenchmark(o.perCategory);
-  const bench = async (m: LoadedModel) => benchmarkMetrics(m.name, items, await yesNoMargins(rt, m, items)).categories;
+  const bench = async (m: LoadedModel) => benchmarkMetrics(m.name, items, await yesNoMargins(m.engine, m, items)).categories;
   const before = await bench(base);
   const accs = (b: Record<string, CategoryMetrics>) => Object.entries(b).map(([k, v]) => `${k} ${(100 * v.accuracy).toFixed(1)}%`).join(', ');
   log(`before training: ${accs(before)}`);
@@ -98,6 +98,7 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
       const engine = await Engine.create(rt, base.spec, loadCheckpointDir(o.modelDir), {
         lora: { r: o.rank, alpha: 2 * o.rank, targets: LM_LINEARS }, seed: o.seed,
       });
+      engine.adoptFeatureCache(base.engine);
       const trainer = new Trainer(engine, samples, {
         objective: obj.id, optimizer: { lr: o.lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
         schedule: { kind: 'cosine', warmupSteps: Math.ceil(o.steps / 10), totalSteps: o.steps },
@@ -111,8 +112,7 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
         if ((s + 1) % 10 === 0) log(`${negatives} ${obj.id} step ${s + 1}/${o.steps} loss ${st.loss.toFixed(4)} ${obj.accuracy} ${acc[s].toFixed(2)}`);
       }
       const q = Math.max(1, Math.floor(o.steps / 4));
-      const tuned: LoadedModel = { ...base, name: `${obj.id} on ${negatives}`, lora: await uploadLora(rt, base.store, engine.lora.values()) };
-      const benchmark = await bench(tuned);
+      const benchmark = await bench({ ...base, name: `${obj.id} on ${negatives}`, engine });
       runs.push({
         objective: obj.id, negatives, accuracy_metric: obj.accuracy,
         reward_accuracy_first: mean(acc.slice(0, q)), reward_accuracy_last: mean(acc.slice(-q)),
@@ -123,7 +123,7 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
       await engine.release();
     }
   }
-  base.store.dispose();
+  await base.engine.release();
   const { log: _l, ...options } = o;
   return {
     machine: `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`, options,

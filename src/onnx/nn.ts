@@ -78,14 +78,19 @@ export function rope(g: GraphBuilder, x: Value, cos: Value, sin: Value): Value {
   return g.add(g.mul(x, cos), g.mul(rot, sin));
 }
 
-/** HF's default RoPE tables for positions [T] (they may restart: packed sequences) */
-export function ropeTables(positions: ArrayLike<number>, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+/**
+ * RoPE tables for positions [T] (they may restart: packed sequences), as HF builds them: frequency i of
+ * head_dim/2 is `invFreq[i]` (default: 1 / theta^(2i/headDim); a scaled variant passes its own table), and
+ * both halves of a head share it (rotate_half layout)
+ */
+export function ropeTables(positions: ArrayLike<number>, headDim: number, theta: number | ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
   const T = positions.length, h = headDim / 2;
+  const inv = typeof theta === 'number' ? Array.from({ length: h }, (_, i) => 1 / theta ** ((2 * i) / headDim)) : theta;
+  if (inv.length !== h) throw new Error(`internal: ${inv.length} RoPE frequencies for head_dim ${headDim}`);
   const cos = new Float32Array(T * headDim), sin = new Float32Array(T * headDim);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < h; i++) {
-      const invFreq = 1 / theta ** ((2 * i) / headDim);
-      const a = positions[t] * invFreq;
+      const a = positions[t] * inv[i];
       cos[t * headDim + i] = cos[t * headDim + i + h] = Math.cos(a);
       sin[t * headDim + i] = sin[t * headDim + i + h] = Math.sin(a);
     }
@@ -110,7 +115,7 @@ export function mergeHeads(g: GraphBuilder, x: Value): Value {
  * grouped-query attention: k/v have Hkv heads, each shared by H/Hkv query heads.
  */
 export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, mask: Value | null): Value {
-  const [B, H, T, D] = q.shape, Hkv = k.shape[1], Tk = k.shape[2];
+  const [B, H, , D] = q.shape, Hkv = k.shape[1], Tk = k.shape[2];
   const repeat = (x: Value) => {
     if (Hkv === H) return x;
     const e = g.expand(g.reshape(x, [B, Hkv, 1, Tk, D]), [B, Hkv, H / Hkv, Tk, D]);
@@ -118,7 +123,6 @@ export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, mask: V
   };
   let s = g.mul(g.matmul(q, g.transpose(repeat(k), [0, 1, 3, 2])), 1 / Math.sqrt(D));
   if (mask) s = g.add(s, mask);
-  void T;
   return g.matmul(g.softmax(s, -1), repeat(v));
 }
 

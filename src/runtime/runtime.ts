@@ -4,10 +4,12 @@
  *  - weights are uploaded once into a WeightStore and fed by name to every session whose graph takes them
  *    as inputs (GPU buffers in the browser), instead of being copied as initializers into each session;
  *  - outputs a later session consumes can stay on the device (`keepOnDevice`);
+ *  - one session cache per runtime (`rt.sessions`), keyed by what the graph is: a compiled session serves
+ *    every engine and caller on the runtime, because weights are fed per run, never baked in;
  *  - the EP actually used, and why, is reported.
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
-import type { Graph } from '../onnx/ir.js';
+import { Graph } from '../onnx/ir.js';
 import { serialize } from '../onnx/serialize.js';
 
 export type EP = 'cpu' | 'webgpu' | 'wasm' | 'cuda';
@@ -40,6 +42,21 @@ export class WeightStore {
     return this.tensors.has(name);
   }
 
+  /** drop a weight (and its GPU buffer) */
+  delete(name: string): void {
+    const t = this.tensors.get(name);
+    if (t) this.runtime.disposeTensor(t);
+    this.tensors.delete(name);
+  }
+
+  /** bytes held, by where they live ('gpu-buffer' or 'cpu') */
+  bytes(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const size: Record<string, number> = { float32: 4, float64: 8, int64: 8, int32: 4, uint8: 1, bool: 1, float16: 2 };
+    for (const t of this.tensors.values()) out[t.location] = (out[t.location] ?? 0) + t.size * (size[t.type] ?? 4);
+    return out;
+  }
+
   names(): string[] {
     return [...this.tensors.keys()];
   }
@@ -62,7 +79,19 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
+export interface RunOptions {
+  /** outputs to compute (default: all) */
+  fetches?: string[];
+  /** the store unfed inputs come from (default: the session's own, if it was created with one) */
+  weights?: WeightStore;
+  /** store name of a graph input (one layer graph serves every layer: its `layer.*` inputs map to layer l's) */
+  alias?: (input: string) => string;
+}
+
 export class Session {
+  /** what the cache's builder attached to this session (e.g. the graph's seed and gradient names) */
+  meta: unknown;
+
   constructor(
     private readonly inner: InferenceSession,
     readonly inputNames: readonly string[],
@@ -70,21 +99,19 @@ export class Session {
     private readonly weights?: WeightStore,
   ) {}
 
-  /**
-   * run with `feeds`; any graph input not in `feeds` is taken from the weight store by name, through `alias`
-   * when given (one layer graph serves every layer: its `layer.*` inputs map to each layer's weights)
-   */
-  async run(feeds: Feeds, fetches?: string[], alias?: (input: string) => string): Promise<Record<string, Tensor>> {
+  /** run with `feeds`; any graph input not in `feeds` is taken from the weight store by (aliased) name */
+  async run(feeds: Feeds, o: RunOptions = {}): Promise<Record<string, Tensor>> {
     const all: Feeds = {};
     const missing: string[] = [];
+    const store = o.weights ?? this.weights;
     for (const name of this.inputNames) {
-      const t = feeds[name] ?? this.weights?.get(alias ? alias(name) : name);
+      const t = feeds[name] ?? store?.get(o.alias ? o.alias(name) : name);
       if (t) all[name] = t; else missing.push(name);
     }
     if (missing.length) {
       throw new Error(`session input(s) ${missing.join(', ')} were neither fed nor found in the weight store`);
     }
-    return fetches ? this.inner.run(all, fetches) : this.inner.run(all);
+    return o.fetches ? this.inner.run(all, o.fetches) : this.inner.run(all);
   }
 
   async release(): Promise<void> {
@@ -92,7 +119,48 @@ export class Session {
   }
 }
 
+/**
+ * Compiled sessions by key (the caller's name for what the graph is: a segment and its shape, or a model's
+ * SHA-256). Creating a session is the expensive part on WebGPU (shader compilation), so every engine on a
+ * runtime shares this one cache; a failed creation is forgotten so that a retry builds again.
+ */
+export class SessionCache {
+  private readonly sessions = new Map<string, Promise<Session>>();
+  constructor(private readonly rt: Runtime) {}
+
+  get(key: string, build: () => Graph | Uint8Array | { graph: Graph | Uint8Array; meta: unknown },
+    opts: Omit<SessionOptions, 'weights'> = {}): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = Promise.resolve().then(async () => {
+        const b = build();
+        const isModel = b instanceof Uint8Array || b instanceof Graph;
+        const session = await this.rt.session(isModel ? (b as Graph | Uint8Array) : b.graph, opts);
+        if (!isModel) session.meta = b.meta;
+        return session;
+      });
+      this.sessions.set(key, s);
+      s.catch(() => { if (this.sessions.get(key) === s) this.sessions.delete(key); });
+    }
+    return s;
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** release every session (e.g. when the model changes, or before the runtime goes) */
+  async releaseAll(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map(async (p) => { try { await (await p).release(); } catch { /* it failed to build */ } }));
+  }
+}
+
 export class Runtime {
+  /** the one session cache of this runtime */
+  readonly sessions: SessionCache = new SessionCache(this);
+
   constructor(
     readonly ort: OrtModule,
     readonly platform: 'node' | 'web',

@@ -12,8 +12,8 @@
 import { VOCABULARY } from '../data/language.js';
 import { IMAGE_SIZE } from '../data/world.js';
 import { writeSafetensors } from '../model/safetensors.js';
+import { checkConfig } from '../model/families/index.js';
 import { type VlmSpec, parameterList } from '../model/vlm.js';
-import { specFromConfig } from '../model/spec.js';
 
 /** special tokens first (ids 0..6), then the chat template's words, then ShapesWorld's vocabulary */
 export const SPECIAL_TOKENS = ['<pad>', '<|im_start|>', '<end_of_utterance>', '<image>', '<fake_token_around_image>', '<global-img>', '<unk>'] as const;
@@ -67,7 +67,7 @@ export function defaultConfig(d: DefaultModelDims = DEFAULT_DIMS): Record<string
 }
 
 export function defaultSpec(d: DefaultModelDims = DEFAULT_DIMS): VlmSpec {
-  return specFromConfig(defaultConfig(d));
+  return checkConfig(defaultConfig(d), 'default model config.json');
 }
 
 /** tokenizer.json: word level, lower-cased, split as /\w+|[^\w\s]+/ (HF's Whitespace pre-tokenizer) */

@@ -9,13 +9,15 @@
 import { render } from '../data/raster.js';
 import { type Scene, rng } from '../data/world.js';
 import { type QA, type QAKind, sftExample } from '../data/language.js';
+import { Engine } from '../engine/engine.js';
+import { type AdamWConfig, adamwStep, clipGradNorm, lrFactor, newAdamWState } from '../engine/optim.js';
+import { type ChatModel, answerRow } from '../engine/rows.js';
+import { memoryCheckpoint } from '../model/checkpoint.js';
 import { type ModelData, modelDataFromFiles } from '../model/data.js';
 import { randomCheckpoint } from '../model/random-checkpoint.js';
 import { type VlmSpec, parameterList } from '../model/vlm.js';
-import type { Runtime, WeightStore } from '../runtime/runtime.js';
-import { type AdamWConfig, adamwStep, clipGradNorm, lrFactor, newAdamWState } from '../engine/optim.js';
-import { type DefaultModelDims, DEFAULT_DIMS, defaultAuxFiles, defaultSpec } from './default-model.js';
-import { BatchRunner, type ChatModel, answerRow } from './batch.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { type DefaultModelDims, DEFAULT_DIMS, defaultAuxFiles, defaultConfig, defaultSpec } from './default-model.js';
 
 export interface PretrainOptions {
   steps: number;
@@ -71,8 +73,11 @@ export function defaultModelData(dims: DefaultModelDims = DEFAULT_DIMS): ModelDa
   return modelDataFromFiles(files, 'default model');
 }
 
-export async function uploadAll(rt: Runtime, store: WeightStore, spec: VlmSpec, weights: ReadonlyMap<string, Float32Array>): Promise<void> {
-  for (const p of parameterList(spec)) await store.set(p.name, rt.tensor('float32', weights.get(p.name)!, p.shape));
+/** an engine over weights held in memory (no adapter): for training every weight, or scoring them */
+export async function weightsEngine(rt: Runtime, spec: VlmSpec, weights: ReadonlyMap<string, Float32Array>, dims = DEFAULT_DIMS): Promise<Engine> {
+  const shapes = new Map(parameterList(spec).map((p) => [p.name, p.shape]));
+  const tensors = new Map([...weights].map(([k, data]) => [k, { shape: shapes.get(k) ?? [data.length], data }]));
+  return Engine.create(rt, spec, memoryCheckpoint(defaultConfig(dims), tensors));
 }
 
 export async function pretrain(rt: Runtime, o: PretrainOptions): Promise<{ weights: Map<string, Float32Array>; spec: VlmSpec; seconds: number }> {
@@ -85,9 +90,9 @@ export async function pretrain(rt: Runtime, o: PretrainOptions): Promise<{ weigh
     if (!w) throw new Error(`the initial weights lack ${p.name}`);
     return [p.name, Float32Array.from(w)];
   }));
-  const store = rt.weightStore();
-  await uploadAll(rt, store, spec, weights);
-  const runner = new BatchRunner(rt, spec, store, { B: o.batch, L: o.rowLength, nImages: o.batch, R: o.batch * 40 }, data.tokenizer.eosId);
+  const engine = await weightsEngine(rt, spec, weights, dims);
+  // one graph shape for every step: B rows of rowLength tokens, up to 40 scored tokens a row
+  const shape = { rows: o.batch, length: o.rowLength, scored: o.batch * 40, images: o.batch, allWeights: true };
   const adam = newAdamWState();
   const opt: AdamWConfig = { lr: o.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 };
   const rand = rng(o.seed * 1000003 + 17);
@@ -97,15 +102,18 @@ export async function pretrain(rt: Runtime, o: PretrainOptions): Promise<{ weigh
       const { scene, qa } = o.example ? o.example(rand) : sftExample(rand, { starYellow: o.starYellow, mixture: o.mixture ?? DEFAULT_MIXTURE });
       return answerRow(m, render(scene), qa.question, qa.answer);
     });
-    const { loss, grads } = await runner.nllGrad(rows);
+    // the mean token NLL: every answer token weighs 1 / (tokens in the batch)
+    const total = rows.reduce((n, r) => n + r.responses[0].length, 0);
+    const seeds = rows.map((r) => [new Float32Array(r.responses[0].length).fill(-1 / total)]);
+    const { logprobs, grads } = await engine.fusedGradient(rows, seeds, shape);
+    const loss = -logprobs.reduce((a, row) => a + row[0].reduce((x, y) => x + y, 0), 0) / total;
     const g64 = new Map([...grads].map(([k, v]) => [k, Float64Array.from(v)]));
     const gradNorm = clipGradNorm(g64, 1.0);
     const lr = o.lr * lrFactor({ kind: 'cosine', warmupSteps: o.warmup, totalSteps: o.steps }, step);
     adamwStep(weights, g64, adam, opt, lr);
-    await uploadAll(rt, store, spec, weights);
+    await engine.setWeights(weights);
     await o.onStep?.({ step: step + 1, loss, lr, gradNorm, seconds: (performance.now() - t0) / 1000, weights });
   }
-  await runner.release();
-  store.dispose();
+  await engine.release();
   return { weights, spec, seconds: (performance.now() - t0) / 1000 };
 }

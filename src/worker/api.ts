@@ -56,9 +56,10 @@ export interface ModelSummary {
 }
 
 export interface YesNoAnswer {
-  /** log p of the first token of "Yes." / "No." after the prompt */
-  logpYes: number;
-  logpNo: number;
+  /** log p(first token of "Yes.") − log p(first token of "No.") after the prompt, as `vco-lab eval` scores */
+  margin: number;
+  /** σ(margin): p(yes) against p(no) */
+  pYes: number;
 }
 
 /** an RGB or RGBA image, row-major */
@@ -75,7 +76,7 @@ export interface EngineWorkerApi {
   /** (re)start the runtime; WebGPU if this browser gives an adapter, else wasm with the reason */
   init(prefer?: 'webgpu' | 'wasm'): Promise<EngineInfo>;
   /**
-   * Run a serialized ONNX model. Sessions are cached by the model's bytes (SHA-256). Graph inputs missing from
+   * Run a serialized ONNX model. Sessions are cached (the runtime's cache) by the model's SHA-256. Graph inputs missing from
    * `feeds` are taken by name from the weights set with setWeights. Outputs come back to the host.
    */
   runModel(model: Uint8Array, feeds: Record<string, WireTensorIn>, fetches?: string[]): Promise<Record<string, WireTensor>>;
@@ -85,7 +86,7 @@ export interface EngineWorkerApi {
   weightInfo(): Promise<Record<string, StoredWeight>>;
   /** drop every stored weight (and its GPU buffer) */
   clearWeights(): Promise<void>;
-  /** release every cached session */
+  /** release every session in the runtime's cache */
   releaseSessions(): Promise<void>;
   /** build a small graph and its backward graph in the worker with the project's IR and run both */
   demoBackward(): Promise<DemoBackwardResult>;

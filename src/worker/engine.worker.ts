@@ -1,68 +1,39 @@
 /**
- * The engine in a module worker: an onnxruntime-web Runtime (WebGPU, else wasm), a weight store (GPU
- * buffers on WebGPU) and a session cache, behind comlink. The page talks to it through client.ts.
+ * The engine in a module worker: an onnxruntime-web Runtime (WebGPU, else wasm) and the loaded model in an
+ * `Engine` (the same class `vco-lab` runs in Node), behind comlink. The page talks to it through client.ts.
+ * Raw ONNX models (`runModel`) share the runtime's one session cache, keyed by their SHA-256.
  */
 import { expose, transfer } from 'comlink';
 import type { Tensor } from 'onnxruntime-common';
-import type { Runtime, Session, WeightStore } from '../runtime/runtime.js';
+import type { Runtime, WeightStore } from '../runtime/runtime.js';
 import { createWebRuntime } from '../runtime/web.js';
 import { serialize } from '../onnx/serialize.js';
 import type { DemoBackwardResult, EngineInfo, EngineWorkerApi, StoredWeight, WireArray, WireTensor, WireTensorIn } from './api.js';
 import { buildDemoGraphs } from './demo.js';
 import { toWireArray } from './wire.js';
 import { defaultModelUrls, DEFAULT_MODEL_NAME } from './default-model.js';
-import { checkpointFromFiles, parseJsonFile } from '../model/files.js';
+import { Engine } from '../engine/engine.js';
+import type { ChatModel } from '../engine/rows.js';
+import { yesNoMargins } from '../eval/yesno.js';
 import { modelDataFromFiles } from '../model/data.js';
+import { checkConfig } from '../model/families/index.js';
+import { parseJsonFile } from '../model/files.js';
+import { loadCheckpointFromUrl } from '../model/load-web.js';
 import { parameterList } from '../model/vlm.js';
-import { specFromConfig } from '../model/spec.js';
-import { uploadWeights } from '../model/weights.js';
-import { BatchRunner, type ChatModel, choiceRow } from '../train/batch.js';
-import { yesNoTokens } from '../eval/yesno.js';
 import type { ModelSummary } from './api.js';
 
-/** the loaded model and one scoring runner per prompt length */
-let model: (ChatModel & { summary: ModelSummary; runners: Map<string, BatchRunner> }) | undefined;
-
-/** fetch files concurrently, reporting bytes received over all of them */
-async function fetchAll(urls: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<Map<string, Uint8Array>> {
-  const got = new Map<string, number>(), size = new Map<string, number>();
-  const report = () => onProgress?.([...got.values()].reduce((a, b) => a + b, 0), [...size.values()].reduce((a, b) => a + b, 0));
-  const entries = await Promise.all(Object.entries(urls).map(async ([name, url]) => {
-    const res = await fetch(url);
-    if (!res.ok) throw new Error(`${name}: HTTP ${res.status} from ${url}`);
-    size.set(name, Number(res.headers.get('content-length')) || 0);
-    const chunks: Uint8Array[] = [];
-    const reader = res.body!.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      got.set(name, (got.get(name) ?? 0) + value.length);
-      report();
-    }
-    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const c of chunks) { out.set(c, at); at += c.length; }
-    return [name, out] as const;
-  }));
-  return new Map(entries);
-}
+/** the loaded model: its engine and what turns questions into rows */
+let model: (ChatModel & { summary: ModelSummary; engine: Engine }) | undefined;
 
 let runtime: Runtime | undefined;
+/** weights that raw `runModel` graphs read by name */
 let store: WeightStore | undefined;
 let starting: Promise<Runtime> | undefined;
-const sessions = new Map<string, Promise<Session>>();
 
 async function current(): Promise<Runtime> {
   if (runtime) return runtime;
   await api.init();
   return runtime!;
-}
-
-async function releaseAll(): Promise<void> {
-  const all = [...sessions.values()];
-  sessions.clear();
-  await Promise.all(all.map(async (s) => { try { await (await s).release(); } catch { /* failed to create */ } }));
 }
 
 /** SHA-256 of the model bytes (crypto.subtle is there in secure contexts), else FNV-1a and the length */
@@ -80,7 +51,7 @@ function toTensor(rt: Runtime, name: string, t: WireTensorIn): Tensor {
   try {
     return rt.tensor(t.type as Tensor.Type, toWireArray(t.type, t.data) as Tensor.DataType, t.dims);
   } catch (e) {
-    throw new Error(`feed ${name}: ${(e as Error).message}`);
+    throw new Error(`feed ${name}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -94,16 +65,9 @@ async function download(t: Tensor): Promise<WireTensor> {
 }
 
 async function run(rt: Runtime, model: Uint8Array, feeds: Record<string, WireTensorIn>, fetches?: string[]): Promise<Record<string, WireTensor>> {
-  const key = await modelKey(model);
-  let s = sessions.get(key);
-  if (!s) {
-    s = rt.session(model, { weights: store });
-    sessions.set(key, s);
-    s.catch(() => sessions.delete(key));
-  }
-  const session = await s;
+  const session = await rt.sessions.get(`onnx:${await modelKey(model)}`, () => model);
   const tensors = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, toTensor(rt, k, v)]));
-  const out = await session.run(tensors, fetches);
+  const out = await session.run(tensors, { fetches, weights: store });
   const res: Record<string, WireTensor> = {};
   for (const [k, t] of Object.entries(out)) res[k] = await download(t);
   return res;
@@ -118,7 +82,9 @@ const api: EngineWorkerApi = {
     const prev = starting;
     starting = (async () => {
       await prev?.catch(() => undefined);
-      await releaseAll();
+      await model?.engine.release();
+      model = undefined;
+      await runtime?.sessions.releaseAll();
       store?.dispose();
       runtime = undefined;
       const rt = await createWebRuntime(prefer);
@@ -133,35 +99,27 @@ const api: EngineWorkerApi = {
   async loadModel(urls, onProgress) {
     const rt = await current();
     const name = urls ? 'model' : DEFAULT_MODEL_NAME;
-    const files = await fetchAll(urls ?? defaultModelUrls(), onProgress);
+    const fileUrls = urls ?? defaultModelUrls();
+    const { checkpoint, files } = await loadCheckpointFromUrl(name, {
+      files: Object.keys(fileUrls), urlOf: (f) => fileUrls[f], onProgress: onProgress && ((loaded, total) => onProgress(loaded, total)),
+    });
     const data = modelDataFromFiles(files, name);
-    const spec = specFromConfig(parseJsonFile(files.get('config.json')!, `${name}/config.json`), `${name}/config.json`);
-    for (const r of model?.runners.values() ?? []) await r.release();
-    store!.dispose();
-    const up = await uploadWeights(rt, store!, spec, checkpointFromFiles(name, files));
+    const spec = checkConfig(parseJsonFile(files.get('config.json')!, `${name}/config.json`), `${name}/config.json`);
+    await model?.engine.release();
+    model = undefined;
+    const engine = await Engine.create(rt, spec, checkpoint);
     const parameters = parameterList(spec).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
-    const summary: ModelSummary = { name, family: spec.family, parameters, bytes: up.bytes, imageTokens: spec.tokensPerImage, ep: rt.ep };
-    model = { spec, tokenizer: data.tokenizer, processor: data.processor, summary, runners: new Map() };
+    const summary: ModelSummary = { name, family: spec.family, parameters, bytes: engine.weightBytes, imageTokens: spec.tokensPerImage, ep: rt.ep };
+    model = { spec, tokenizer: data.tokenizer, processor: data.processor, placeholder: data.placeholder, summary, engine };
     return summary;
   },
 
   async yesNo(image, questions) {
     if (!model) throw new Error('no model is loaded: call loadModel first');
-    const rt = await current();
-    const { yes, no } = yesNoTokens(model);
-    const rows = questions.map((q) => choiceRow(model!, image, q, [yes, no]));
-    if (!rows.length) return [];
-    // one graph shape for every call (rows padded to a multiple of 32 tokens, 8 per batch): a session per
-    // shape costs shader compilation on WebGPU, so shapes must not follow each question's length
-    const B = 8, L = 32 * Math.ceil(Math.max(...rows.map((r) => r.ids.length)) / 32), tiles = rows[0]?.tiles.length ?? 1;
-    const key = `${L}:${tiles}`;
-    let r = model.runners.get(key);
-    if (!r) model.runners.set(key, (r = new BatchRunner(rt, model.spec, store!, { B, L, nImages: B * tiles, R: 2 * B }, model.tokenizer.eosId)));
-    const out: { logpYes: number; logpNo: number }[] = [];
-    for (let i = 0; i < rows.length; i += B) {
-      for (const [logpYes, logpNo] of await r.logprobs(rows.slice(i, i + B))) out.push({ logpYes, logpNo });
-    }
-    return out;
+    const m = model;
+    // the benchmark's own scoring (eval/yesno.ts), rows of one shape per batch as in `vco-lab eval`
+    const margins = await yesNoMargins(m.engine, m, questions.map((question) => ({ category: '', image, question, answer: 'yes' as const })));
+    return margins.map((d) => ({ margin: d, pYes: 1 / (1 + Math.exp(-d)) }));
   },
 
   async runModel(model, feeds, fetches) {
@@ -189,7 +147,7 @@ const api: EngineWorkerApi = {
   },
 
   async releaseSessions() {
-    await releaseAll();
+    await runtime?.sessions.releaseAll();
   },
 
   async demoBackward(): Promise<DemoBackwardResult> {

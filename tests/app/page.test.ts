@@ -52,9 +52,9 @@ describe.runIf(chromiumAvailable())('the playground page in headless Chromium', 
     expect(shown.length).toBe(qs.length);
     const rt = await createNodeRuntime('cpu');
     const m = await loadModelDir(rt, DEFAULT_MODEL_DIR);
-    const margins = await yesNoMargins(rt, m, qs.map((q) => ({ category: q.category, image: render(scene), question: q.question, answer: q.truth })));
+    const margins = await yesNoMargins(m.engine, m, qs.map((q) => ({ category: q.category, image: render(scene), question: q.question, answer: q.truth })));
     margins.forEach((d, i) => expect(Math.abs(shown[i] - 1 / (1 + Math.exp(-d)))).toBeLessThan(1e-3));
-    m.store.dispose();
+    await m.engine.release();
     expect(errors).toEqual([]);
   }, 300_000);
 });

@@ -10,7 +10,7 @@ import { evaluate } from '../../src/loss/objective.js';
 import { icvco } from '../../src/loss/icvco.js';
 import type { SeqKey } from '../../src/loss/types.js';
 import { readAdapter } from '../../src/model/peft.js';
-import { specFromConfig } from '../../src/model/spec.js';
+import { checkConfig as specFromConfig } from '../../src/model/families/index.js';
 import { SafetensorsFiles, loadCheckpointDir, readJson } from '../../src/node/load-dir.js';
 import { caseEngineSamples, loadCase, presetConfig, sequenceKey } from '../../src/node/reference-case.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';

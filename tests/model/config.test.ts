@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkConfig, type Idefics3Config, type LlavaConfig } from '../../src/model/config.js';
-import '../../src/model/processor.js';
-import { familyFor, registerFamily, registeredModelTypes } from '../../src/model/registry.js';
+import { checkConfig, familyForConfig, registerFamily, registeredModelTypes } from '../../src/model/families/index.js';
+import type { Idefics3Spec as Idefics3Config } from '../../src/model/families/idefics3.js';
+import { idefics3 } from '../../src/model/families/idefics3.js';
+import type { LlavaSpec as LlavaConfig } from '../../src/model/families/llava.js';
 import type { VlmSpec } from '../../src/model/vlm.js';
 import { LLAVA_INTERLEAVE_05B_CONFIG, SMOLVLM_256M_CONFIG } from './helpers.js';
 
@@ -100,15 +101,57 @@ describe('checkConfig: errors name the file and the field', () => {
   });
 });
 
+describe('checkConfig: converted, not cast (what the graphs implement, and nothing else)', () => {
+  const conv = (mut: (c: Record<string, any>) => void, base: object = SMOLVLM_256M_CONFIG) => {
+    const c = clone(base) as Record<string, any>;
+    mut(c);
+    return checkConfig(c, 'ckpt/config.json');
+  };
+  const bad = (mut: (c: Record<string, any>) => void, base: object = SMOLVLM_256M_CONFIG) => () => conv(mut, base);
+
+  it('implemented: Llama attention_bias (q/k/v and o_proj), llama3 and linear RoPE scaling in either field', () => {
+    const b = conv((c) => { c.text_config.attention_bias = true; });
+    expect([b.text.attnBias, b.text.oBias]).toEqual([true, true]);
+    const l3 = conv((c) => { c.text_config.rope_parameters = { rope_type: 'llama3', rope_theta: 5e5, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 }; });
+    expect(l3.text).toMatchObject({ ropeTheta: 5e5, ropeType: 'llama3', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } });
+    // transformers 4's rope_scaling with the old "type" key
+    const lin = conv((c) => { c.text_config.rope_scaling = { type: 'linear', factor: 2 }; }, LLAVA_INTERLEAVE_05B_CONFIG);
+    expect(lin.text).toMatchObject({ ropeType: 'linear', ropeScaling: { type: 'linear', factor: 2 }, ropeTheta: 1e6 });
+    // an explicit default is the default; Qwen2's sliding-window fields switched off are fine
+    expect(conv((c) => { c.text_config.rope_scaling = null; c.text_config.use_sliding_window = false; c.text_config.sliding_window = 4096; }, LLAVA_INTERLEAVE_05B_CONFIG).text.ropeScaling).toBeUndefined();
+  });
+
+  it('rejected, naming the field, the value and what is supported', () => {
+    for (const type of ['dynamic', 'yarn', 'longrope', 'su']) {
+      expect(bad((c) => { c.text_config.rope_scaling = { rope_type: type, factor: 2 }; })).toThrow(
+        `ckpt/config.json: field "text_config.rope_scaling.rope_type" is "${type}"; supported: default, linear, llama3`);
+    }
+    expect(bad((c) => { c.text_config.rope_parameters = { rope_type: 'yarn', rope_theta: 1e4, factor: 4 }; })).toThrow(
+      'field "text_config.rope_parameters.rope_type" is "yarn"; supported: default, linear, llama3');
+    expect(bad((c) => { c.text_config.rope_parameters = { rope_type: 'llama3', rope_theta: 1e4, factor: 8, high_freq_factor: 4, original_max_position_embeddings: 64 }; }))
+      .toThrow('field "text_config.rope_parameters.low_freq_factor" is missing');
+    expect(bad((c) => { c.text_config.partial_rotary_factor = 0.5; })).toThrow('field "text_config.partial_rotary_factor" is 0.5; only full rotary embeddings (1.0) are supported');
+    expect(bad((c) => { c.text_config.use_sliding_window = true; }, LLAVA_INTERLEAVE_05B_CONFIG)).toThrow(
+      'field "text_config.use_sliding_window" is true; sliding-window attention is not implemented');
+    expect(bad((c) => { c.text_config.layer_types = ['full_attention', 'sliding_attention']; }, LLAVA_INTERLEAVE_05B_CONFIG)).toThrow(
+      'field "text_config.layer_types" lists "sliding_attention"; only "full_attention" layers are supported');
+    expect(bad((c) => { c.text_config.hidden_act = 'gelu'; })).toThrow('field "text_config.hidden_act" is "gelu"; the decoder\'s MLP is SwiGLU: only "silu" is supported');
+    expect(bad((c) => { c.vision_config.hidden_act = 'quick_gelu'; })).toThrow('field "vision_config.hidden_act" is "quick_gelu"; supported: gelu_pytorch_tanh, gelu_new, gelu_fast, gelu');
+    expect(bad((c) => { c.projector_hidden_act = 'relu'; }, LLAVA_INTERLEAVE_05B_CONFIG)).toThrow('field "projector_hidden_act" is "relu"; supported:');
+    expect(bad((c) => { c.vision_config.num_channels = 1; })).toThrow('field "vision_config.num_channels" is 1; the image processors give RGB (3 channels)');
+    expect(bad((c) => { c.text_config.head_dim = 63; })).toThrow('field "text_config.head_dim" (63) must be even');
+  });
+});
+
 describe('family registry', () => {
   it('knows both families with their parts; a third family is one registration', () => {
     expect(registeredModelTypes()).toEqual(expect.arrayContaining(['idefics3', 'llava']));
-    const s = familyFor(SMOLVLM_256M_CONFIG);
-    expect([s.family, typeof s.parseConfig, typeof s.createProcessor, s.imagePlaceholder]).toEqual(['idefics3', 'function', 'function', '<image>']);
-    registerFamily('toyvlm', { family: 'toy', parseConfig: () => ({ family: 'toy' }) });
-    registerFamily('toyvlm', { build: () => 'graph' });
-    const t = familyFor({ model_type: 'toyvlm' });
-    expect([t.family, t.parseConfig?.({}, 'x'), t.build?.({} as never, {})]).toEqual(['toy', { family: 'toy' }, 'graph']);
-    expect(checkConfig({ model_type: 'toyvlm' })).toEqual({ family: 'toy' });
+    const s = familyForConfig(SMOLVLM_256M_CONFIG);
+    expect([s.name, typeof s.parseConfig, typeof s.createProcessor, s.imagePlaceholder, typeof s.connector]).toEqual(['idefics3', 'function', 'function', '<image>', 'function']);
+    // a family that reads another model_type with Idefics3's parts: registered once, found by its config
+    registerFamily({ ...idefics3, name: 'toy', modelTypes: ['toyvlm'], parseConfig: (raw, file) => ({ ...idefics3.parseConfig({ ...raw, model_type: 'idefics3' }, file), family: 'toy', modelType: 'toyvlm' }) as never });
+    const t = familyForConfig({ model_type: 'toyvlm' });
+    expect(t.name).toBe('toy');
+    expect(checkConfig({ ...clone(SMOLVLM_256M_CONFIG), model_type: 'toyvlm' })).toMatchObject({ family: 'toy', modelType: 'toyvlm', tokensPerImage: 64 });
   });
 });

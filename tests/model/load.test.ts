@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type TensorSource, checkTensorShape, checkTensors, expectTensor } from '../../src/model/checkpoint.js';
-import { checkConfig } from '../../src/model/config.js';
+import { checkConfig } from '../../src/model/families/index.js';
 import { checkpointFromFiles } from '../../src/model/files.js';
 import { loadCheckpointFromFiles, loadCheckpointFromUrl } from '../../src/model/load-web.js';
 import { MANIFESTS, hubBaseUrl, hubFileUrl, manifestById, manifestSize, parseManifest, webLoadOptions } from '../../src/model/manifests.js';

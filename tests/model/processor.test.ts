@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { checkConfig, type Idefics3Config, type LlavaConfig } from '../../src/model/config.js';
-import {
-  PIL_RESAMPLE, createImageProcessor, idefics3ImageText, idefics3Processor, idefics3ResizeSize, idefics3TileGridSize, resizeRgb8,
-  siglipProcessor, toChw, toRgb8,
-} from '../../src/model/processor.js';
-import { familyFor } from '../../src/model/registry.js';
+import { checkConfig, familyForConfig } from '../../src/model/families/index.js';
+import { type Idefics3Spec as Idefics3Config, idefics3ImageText, idefics3Processor, idefics3ResizeSize, idefics3TileGridSize }
+  from '../../src/model/families/idefics3.js';
+import { type LlavaSpec as LlavaConfig, siglipProcessor } from '../../src/model/families/llava.js';
+import { PIL_RESAMPLE, resizeRgb8, toChw, toRgb8 } from '../../src/model/processor.js';
+import type { VlmSpec } from '../../src/model/types.js';
+
+/** the image processor a config's family makes */
+const createImageProcessor = (config: VlmSpec, pre: Record<string, unknown>, proc: Record<string, unknown> = {}) =>
+  familyForConfig({ model_type: config.modelType }).createProcessor(config, pre, proc);
 import norm from './fixtures/numpy-normalize.json';
 import pil from './fixtures/pil-resize.json';
 
@@ -158,7 +162,7 @@ describe('Idefics3 (SmolVLM) processor', () => {
 
   it('the registry hands out the family processor; mismatched tile size is an error', () => {
     const cfg = tinyIdefics3();
-    const p = familyFor({ model_type: 'idefics3' }).createProcessor!(cfg, { size: { longest_edge: 16 }, max_image_size: { longest_edge: 16 } }, { image_seq_len: 4 });
+    const p = familyForConfig({ model_type: 'idefics3' }).createProcessor(cfg, { size: { longest_edge: 16 }, max_image_size: { longest_edge: 16 } }, { image_seq_len: 4 });
     expect(p.kind).toBe('idefics3');
     expect(() => idefics3Processor(cfg, { size: { longest_edge: 32 }, max_image_size: { longest_edge: 8 } })).toThrow(/max_image_size.longest_edge \(8\) differs from the vision tower's image_size \(16\)/);
     expect(() => idefics3Processor(cfg, { resample: 9 })).toThrow(/"resample" \(9\) is not a PIL resampling filter/);

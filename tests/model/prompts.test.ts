@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkConfig, type Idefics3Config } from '../../src/model/config.js';
 import { modelDataFromFiles } from '../../src/model/data.js';
-import { idefics3ImageText, idefics3Processor } from '../../src/model/processor.js';
+import { checkConfig } from '../../src/model/families/index.js';
+import { type Idefics3Spec as Idefics3Config, idefics3ImageText, idefics3Processor } from '../../src/model/families/idefics3.js';
 import {
   ANCHOR_SUFFIX, IMAGE_SEQ_KEYS, diffMasks, encodeResponse, expandImagePlaceholders, multiImageMessages, preferenceSequences,
   promptIds, responseSpanMask, singleImageMessages, spanMask, type ImageSeqKey,

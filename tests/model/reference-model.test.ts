@@ -9,12 +9,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/node/cli.js';
 import { loadCase } from '../../src/node/reference-case.js';
 import { checkModel } from '../../src/node/reference-model.js';
-import { PUBLIC_CASES, requireReference } from '../helpers.js';
+import { FIXTURE_CASES, PUBLIC_CASES, requireReference } from '../helpers.js';
 
 beforeAll(requireReference);
 
 describe('vco-lab reference runs the model (CPU EP)', () => {
-  for (const { name, dir } of PUBLIC_CASES) {
+  for (const { name, dir } of [...PUBLIC_CASES, ...FIXTURE_CASES]) {
     it(`${name}: log-probs 1e-4, loss 1e-5, LoRA gradients 1e-3`, async () => {
       const r = await checkModel(loadCase(dir), 'cpu');
       expect(r.logprobs.policy_max_abs_err).toBeLessThanOrEqual(1e-4);
@@ -45,6 +45,30 @@ describe('vco-lab reference --device webgpu (Dawn)', () => {
       expect(code).toBe(0);
     }, 900_000);
   }
+});
+
+describe('config values the graphs implement change the numbers (a config read wrong would fail the case)', () => {
+  function withConfig(caseDir: string, mutate: (c: Record<string, any>) => void): string {
+    const dir = mkdtempSync(join(tmpdir(), 'vco-config-case-'));
+    cpSync(caseDir, dir, { recursive: true });
+    const f = join(dir, 'model', 'config.json');
+    const c = JSON.parse(readFileSync(f, 'utf8'));
+    mutate(c);
+    writeFileSync(f, JSON.stringify(c));
+    return dir;
+  }
+  it('without the llama3 RoPE scaling, or without the o_proj bias, the attention-bias case fails', async () => {
+    const [ide] = FIXTURE_CASES;
+    const noScaling = await checkModel(loadCase(withConfig(ide.dir, (c) => { c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 10000 }; })), 'cpu');
+    expect(noScaling.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
+    const noBias = await checkModel(loadCase(withConfig(ide.dir, (c) => { c.text_config.attention_bias = false; })), 'cpu');
+    expect(noBias.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
+  }, 300_000);
+  it('without the linear RoPE scaling the LLaVA case fails; its legacy keys and tied lm_head load', async () => {
+    const llava = FIXTURE_CASES[1];
+    const r = await checkModel(loadCase(withConfig(llava.dir, (c) => { c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 1e6 }; })), 'cpu');
+    expect(r.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
+  }, 300_000);
 });
 
 describe('the model check fails when it should', () => {

@@ -53,7 +53,7 @@ describe('tokenizer: ids from @huggingface/tokenizers, offsets as the Rust libra
     // ASCII only: the JS library's Whitespace pre-tokenizer matches \w in ASCII, the Rust one in Unicode, so
     // "héllo" is one word there and three here (a difference in ids, not offsets; the checkpoints this
     // project targets use ByteLevel pre-tokenizers, where ids agree on any text)
-    for (const text of [...TEXTS.filter((t) => /^[\x00-\x7f]*$/.test(t)), 'how many stars are there ?', 'unknown words everywhere zzz']) {
+    for (const text of [...TEXTS.filter((t) => [...t].every((ch) => ch.charCodeAt(0) < 0x80)), 'how many stars are there ?', 'unknown words everywhere zzz']) {
       const want = await oracle(tj, text);
       expect(tok.encode(text), text).toEqual(want);
     }

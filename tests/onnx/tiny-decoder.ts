@@ -23,9 +23,9 @@ export interface TinyConfig {
 export const TINY: TinyConfig = { hidden: 32, heads: 4, kvHeads: 2, inter: 64, vocab: 24, T: 6, layers: 2, r: 2, alpha: 4,
   int4: false, dtype: 'float64' };
 
-const LINEARS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+type LinearName = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
-export function linearShape(c: TinyConfig, name: (typeof LINEARS)[number]): [number, number] {
+export function linearShape(c: TinyConfig, name: LinearName): [number, number] {
   const hd = c.hidden / c.heads;
   switch (name) {
     case 'q': return [c.heads * hd, c.hidden];
@@ -69,7 +69,7 @@ export function buildTinyDecoder(c: TinyConfig, seed = 1): TinyDecoder {
 
   for (let l = 0; l < c.layers; l++) {
     const p = `layers.${l}`;
-    const lin = (name: (typeof LINEARS)[number]): LinearWeights => {
+    const lin = (name: LinearName): LinearWeights => {
       const [out, inn] = linearShape(c, name);
       const w = randn(r, out * inn).map((v) => v / Math.sqrt(inn));
       let weight: Value | Int4Linear;

@@ -10,7 +10,7 @@ import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { describe, expect, it } from 'vitest';
 import { rng } from '../../src/data/world.js';
 import { sftExample } from '../../src/data/language.js';
-import { checkConfig } from '../../src/model/config.js';
+import { checkConfig } from '../../src/model/families/index.js';
 import { parameterList } from '../../src/model/vlm.js';
 import { parseSafetensorsHeader } from '../../src/model/safetensors.js';
 import { main } from '../../src/node/cli.js';

@@ -2,7 +2,6 @@
 import { describe, expect, it } from 'vitest';
 import { benchmarkMetrics, categoryMetrics, yesNoTokens } from '../../src/eval/yesno.js';
 import { defaultModelData } from '../../src/train/pretrain.js';
-import { defaultSpec } from '../../src/train/default-model.js';
 
 describe('yes/no metrics', () => {
   it('accuracy, F1 of "yes" and yes-ratio match a hand count', () => {
@@ -33,7 +32,7 @@ describe('yes/no metrics', () => {
 
   it('scores the first token of "Yes." and "No." (the words yes/no in the default vocabulary)', () => {
     const d = defaultModelData();
-    const t = yesNoTokens({ spec: defaultSpec(), tokenizer: d.tokenizer, processor: d.processor });
+    const t = yesNoTokens({ tokenizer: d.tokenizer });
     expect(d.tokenizer.decode([t.yes])).toBe('yes');
     expect(d.tokenizer.decode([t.no])).toBe('no');
   });

@@ -1,7 +1,7 @@
 /**
  * `vco-lab toy-paper` at a tiny budget on the shipped default model: both kinds of negatives built from the
- * same seed tuples, LoRA runs through the engine, the benchmark after each run through the batched graph with
- * that LoRA, and preference training that moves the policy (DPO's loss falls below log 2 from its start).
+ * same seed tuples, LoRA runs through the engine, the benchmark after each run through the engine's batch path
+ * with that LoRA, and preference training that moves the policy (DPO's loss falls below log 2 from its start).
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
@@ -21,7 +21,7 @@ describe('toy-paper', () => {
       expect(s[i].images["m'"]).not.toEqual(e[i].images["m'"]);
       expect(e[i].spanMasks.y.some((x) => x === 1) || e[i].spanMasks["y'"].some((x) => x === 1)).toBe(true);
     }
-    m.store.dispose();
+    await m.engine.release();
   });
 
   it('runs every objective on both kinds of negatives and reports the benchmark after each', async () => {
