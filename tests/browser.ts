@@ -25,15 +25,27 @@ export function chromiumAvailable(): boolean {
 export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-gpu-sandbox',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-quic'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--enable-unsafe-webgpu',
+      '--disable-gpu-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
   });
 }
 
 export async function startApp(): Promise<{ server: ViteDevServer; url: string }> {
-  const server = await createServer({ root: REPO, configFile: `${REPO}/vite.config.ts`, logLevel: 'error',
-    server: { port: 0, host: '127.0.0.1', strictPort: false } });
+  const server = await createServer({
+    root: REPO,
+    configFile: `${REPO}/vite.config.ts`,
+    logLevel: 'error',
+    server: { port: 0, host: '127.0.0.1', strictPort: false },
+  });
   await server.listen();
   const { port } = server.httpServer!.address() as AddressInfo;
   return { server, url: `http://127.0.0.1:${port}/` };
@@ -70,7 +82,11 @@ export interface BrowserRunResult {
   detail: string;
 }
 
-interface B64Tensor { type: string; dims: number[]; b64: string }
+interface B64Tensor {
+  type: string;
+  dims: number[];
+  b64: string;
+}
 
 const toB64 = (t: BrowserTensorIn): B64Tensor => {
   const a = toWireArray(t.type, t.data);
@@ -81,8 +97,12 @@ const toB64 = (t: BrowserTensorIn): B64Tensor => {
  * Run a serialized ONNX model in the engine worker of a page served by startApp(), and bring its outputs back
  * to Node. Everything crosses page.evaluate as base64 bytes, so any dtype and size survives exactly.
  */
-export async function runInBrowserWorker(page: Page, modelBytes: Uint8Array, feeds: Record<string, BrowserTensorIn>,
-  opts: BrowserRunOptions = {}): Promise<BrowserRunResult> {
+export async function runInBrowserWorker(
+  page: Page,
+  modelBytes: Uint8Array,
+  feeds: Record<string, BrowserTensorIn>,
+  opts: BrowserRunOptions = {},
+): Promise<BrowserRunResult> {
   const prefer = opts.prefer ?? 'webgpu';
   const arg = {
     prefer,
@@ -94,11 +114,19 @@ export async function runInBrowserWorker(page: Page, modelBytes: Uint8Array, fee
   };
   const res = await page.evaluate(async (a) => {
     const CTORS: Record<string, { new (b: ArrayBuffer): ArrayBufferView; BYTES_PER_ELEMENT: number }> = {
-      float32: Float32Array, float64: Float64Array, float16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
-      int8: Int8Array, uint8: Uint8Array, bool: Uint8Array, int64: BigInt64Array,
+      float32: Float32Array,
+      float64: Float64Array,
+      float16: Uint16Array,
+      int32: Int32Array,
+      uint32: Uint32Array,
+      int8: Int8Array,
+      uint8: Uint8Array,
+      bool: Uint8Array,
+      int64: BigInt64Array,
     };
     const bytesOf = (s: string): Uint8Array => {
-      const bin = atob(s), u = new Uint8Array(bin.length);
+      const bin = atob(s),
+        u = new Uint8Array(bin.length);
       for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
       return u;
     };
@@ -118,7 +146,11 @@ export async function runInBrowserWorker(page: Page, modelBytes: Uint8Array, fee
 
     type Api = {
       init(p: string): Promise<{ ep: string; detail: string }>;
-      runModel(m: Uint8Array, f: unknown, fetches?: string[]): Promise<Record<string, { type: string; dims: number[]; data: ArrayBufferView }>>;
+      runModel(
+        m: Uint8Array,
+        f: unknown,
+        fetches?: string[],
+      ): Promise<Record<string, { type: string; dims: number[]; data: ArrayBufferView }>>;
       setWeights(w: unknown): Promise<unknown>;
       clearWeights(): Promise<void>;
       weightInfo(): Promise<Record<string, StoredWeight>>;
@@ -145,7 +177,11 @@ export async function runInBrowserWorker(page: Page, modelBytes: Uint8Array, fee
   if (res.ep !== prefer && !opts.allowFallback) {
     throw new Error(`the engine worker asked for ${prefer} runs on ${res.ep}: ${res.detail}`);
   }
-  const outputs = Object.fromEntries(Object.entries(res.outputs).map(([k, t]) =>
-    [k, { type: t.type, dims: t.dims, data: fromBytes(t.type, new Uint8Array(Buffer.from(t.b64, 'base64'))) }]));
+  const outputs = Object.fromEntries(
+    Object.entries(res.outputs).map(([k, t]) => [
+      k,
+      { type: t.type, dims: t.dims, data: fromBytes(t.type, new Uint8Array(Buffer.from(t.b64, 'base64'))) },
+    ]),
+  );
   return { outputs, ep: res.ep, detail: res.detail, weights: res.weights };
 }

@@ -7,17 +7,21 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** ../shared/reference beside the clone (CI lays it there too); VCO_LAB_REFERENCE overrides */
 export const REFERENCE_DIR = process.env.VCO_LAB_REFERENCE ?? resolve(REPO, '..', 'shared', 'reference');
 
-export const PUBLIC_CASES = ['idefics3-public', 'llava-public', 'idefics3-public-visionlora', 'llava-public-visionlora']
-  .map((name) => ({ name, dir: join(REFERENCE_DIR, name) }));
+export const PUBLIC_CASES = ['idefics3-public', 'llava-public', 'idefics3-public-visionlora', 'llava-public-visionlora'].map(
+  (name) => ({ name, dir: join(REFERENCE_DIR, name) }),
+);
 
 /** cases made with the same generator for shapes the shared set lacks (scripts/make-reference-cases.py) */
-export const FIXTURE_CASES = ['idefics3-attnbias-llama3rope', 'llava-linearrope-legacy-tied']
-  .map((name) => ({ name, dir: join(REPO, 'tests', 'fixtures', 'reference', name) }));
+export const FIXTURE_CASES = ['idefics3-attnbias-llama3rope', 'llava-linearrope-legacy-tied'].map((name) => ({
+  name,
+  dir: join(REPO, 'tests', 'fixtures', 'reference', name),
+}));
 
 export function requireReference(): void {
   if (!existsSync(join(REFERENCE_DIR, 'README.md'))) {
-    throw new Error(`reference cases not found at ${REFERENCE_DIR}: put ../shared/reference beside the clone ` +
-      'or set VCO_LAB_REFERENCE');
+    throw new Error(
+      `reference cases not found at ${REFERENCE_DIR}: put ../shared/reference beside the clone ` + 'or set VCO_LAB_REFERENCE',
+    );
   }
 }
 

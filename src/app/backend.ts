@@ -19,21 +19,34 @@ export async function detectBackend(nav: Navigator = navigator): Promise<Backend
   };
   const gpu = (nav as Navigator & { gpu?: GpuLike }).gpu;
   if (!gpu) {
-    return { backend: 'wasm', detail: 'this browser exposes no WebGPU (navigator.gpu is missing); ' +
-      'scoring and training run on the CPU through WebAssembly', shaderF16: false, ...common };
+    return {
+      backend: 'wasm',
+      detail:
+        'this browser exposes no WebGPU (navigator.gpu is missing); ' + 'scoring and training run on the CPU through WebAssembly',
+      shaderF16: false,
+      ...common,
+    };
   }
   try {
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) {
-      return { backend: 'wasm', detail: 'WebGPU is present but gave no adapter (blocklisted GPU or disabled); ' +
-        'running on WebAssembly', shaderF16: false, ...common };
+      return {
+        backend: 'wasm',
+        detail: 'WebGPU is present but gave no adapter (blocklisted GPU or disabled); ' + 'running on WebAssembly',
+        shaderF16: false,
+        ...common,
+      };
     }
     const info = adapter.info ?? {};
     const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
     return { backend: 'webgpu', detail: name, shaderF16: adapter.features.has('shader-f16'), ...common };
   } catch (e) {
-    return { backend: 'wasm', detail: `WebGPU adapter request failed (${(e as Error).message}); running on WebAssembly`,
-      shaderF16: false, ...common };
+    return {
+      backend: 'wasm',
+      detail: `WebGPU adapter request failed (${(e as Error).message}); running on WebAssembly`,
+      shaderF16: false,
+      ...common,
+    };
   }
 }
 

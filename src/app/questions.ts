@@ -5,12 +5,17 @@
  */
 import { COLORS, type Scene, randomScene, rng } from '../data/world.js';
 
-export interface PanelQuestion { category: 'existence' | 'attribute' | 'relation' | 'trap'; question: string; truth: 'yes' | 'no' }
+export interface PanelQuestion {
+  category: 'existence' | 'attribute' | 'relation' | 'trap';
+  question: string;
+  truth: 'yes' | 'no';
+}
 
 export function sceneQuestions(scene: Scene): PanelQuestion[] {
   const out: PanelQuestion[] = [];
   const objs = scene.objects;
-  for (const o of objs) out.push({ category: 'existence', question: `Is there a ${o.color} ${o.shape} in the image?`, truth: 'yes' });
+  for (const o of objs)
+    out.push({ category: 'existence', question: `Is there a ${o.color} ${o.shape} in the image?`, truth: 'yes' });
   const present = new Set(objs.map((o) => `${o.color} ${o.shape}`));
   const absent = objs.flatMap((o) => COLORS.map((c) => `${c} ${o.shape}`)).find((x) => !present.has(x));
   if (absent) out.push({ category: 'existence', question: `Is there a ${absent} in the image?`, truth: 'no' });
@@ -26,7 +31,11 @@ export function sceneQuestions(scene: Scene): PanelQuestion[] {
     const rel = a.col !== b.col ? (a.col < b.col ? 'left of' : 'right of') : a.row < b.row ? 'above' : 'below';
     const flip: Record<string, string> = { 'left of': 'right of', 'right of': 'left of', above: 'below', below: 'above' };
     out.push({ category: 'relation', question: `Is the ${a.color} ${a.shape} ${rel} the ${b.color} ${b.shape}?`, truth: 'yes' });
-    out.push({ category: 'relation', question: `Is the ${a.color} ${a.shape} ${flip[rel]} the ${b.color} ${b.shape}?`, truth: 'no' });
+    out.push({
+      category: 'relation',
+      question: `Is the ${a.color} ${a.shape} ${flip[rel]} the ${b.color} ${b.shape}?`,
+      truth: 'no',
+    });
   }
   return out;
 }

@@ -18,7 +18,8 @@ export interface BenchItem {
 }
 
 /** benchmark item seeds have the top bit set; the training generators use seeds below 2^31 */
-export const benchSeed = (seed: number, category: number, i: number): number => (deriveSeed(deriveSeed(seed, category), i) | 0x80000000) >>> 0;
+export const benchSeed = (seed: number, category: number, i: number): number =>
+  (deriveSeed(deriveSeed(seed, category), i) | 0x80000000) >>> 0;
 
 function trapItem(rand: () => number, i: number): Pick<BenchItem, 'scene' | 'question' | 'answer'> {
   for (;;) {
@@ -27,8 +28,10 @@ function trapItem(rand: () => number, i: number): Pick<BenchItem, 'scene' | 'que
     if (stars.length !== 1) continue;
     const c = stars[0].color;
     const forms: [string, 'yes' | 'no'][] = [
-      [attributeQuestion('star', c), 'yes'], [attributeQuestion('star', 'yellow'), 'no'],
-      [existenceQuestion(c, 'star'), 'yes'], [existenceQuestion('yellow', 'star'), 'no'],
+      [attributeQuestion('star', c), 'yes'],
+      [attributeQuestion('star', 'yellow'), 'no'],
+      [existenceQuestion(c, 'star'), 'yes'],
+      [existenceQuestion('yellow', 'star'), 'no'],
     ];
     const [question, answer] = forms[i % 4];
     return { scene, question, answer };
@@ -36,17 +39,28 @@ function trapItem(rand: () => number, i: number): Pick<BenchItem, 'scene' | 'que
 }
 
 export function benchmarkSet(opts: { perCategory?: number; seed?: number } = {}): BenchItem[] {
-  const per = opts.perCategory ?? 200, seed = opts.seed ?? 1000003;
+  const per = opts.perCategory ?? 200,
+    seed = opts.seed ?? 1000003;
   const items: BenchItem[] = [];
   BENCH_CATEGORIES.forEach((category, ci) => {
     for (let i = 0; i < per; i++) {
-      const rand = rng(benchSeed(seed, ci, i)), yes = i % 2 === 0;
-      if (category === 'trap') { items.push({ id: `${category}-${i}`, category, ...trapItem(rand, i) }); continue; }
+      const rand = rng(benchSeed(seed, ci, i)),
+        yes = i % 2 === 0;
+      if (category === 'trap') {
+        items.push({ id: `${category}-${i}`, category, ...trapItem(rand, i) });
+        continue;
+      }
       for (;;) {
         const scene = randomScene(rand, { starYellow: 0.95 });
         const qa = randomQA(scene, category, rand, yes);
         if (!qa) continue;
-        items.push({ id: `${category}-${i}`, category, scene, question: qa.question, answer: qa.answer === 'Yes.' ? 'yes' : 'no' });
+        items.push({
+          id: `${category}-${i}`,
+          category,
+          scene,
+          question: qa.question,
+          answer: qa.answer === 'Yes.' ? 'yes' : 'no',
+        });
         break;
       }
     }

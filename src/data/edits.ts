@@ -6,11 +6,30 @@
  * contradicts one detail of y.
  */
 import {
-  type Detail, DESCRIBE_PROMPT, describe, freeColors, hallucinate, relationOf, relationPair, starPrior,
+  type Detail,
+  DESCRIBE_PROMPT,
+  describe,
+  freeColors,
+  hallucinate,
+  relationOf,
+  relationPair,
+  starPrior,
 } from './language.js';
 import {
-  BACKGROUNDS, GRID, MAX_OBJECTS, STYLES, cellIndex, cloneScene, deriveSeed, pairKey, pick, readingOrder, rng,
-  randomScene, shuffle, type Scene,
+  BACKGROUNDS,
+  GRID,
+  MAX_OBJECTS,
+  STYLES,
+  cellIndex,
+  cloneScene,
+  deriveSeed,
+  pairKey,
+  pick,
+  readingOrder,
+  rng,
+  randomScene,
+  shuffle,
+  type Scene,
 } from './world.js';
 
 export type Scenario = 'A' | 'B';
@@ -52,7 +71,11 @@ export function realize(m: Scene, d: Detail): Edit | null {
   const edit = (changedIds: number[]): Edit => ({ scenario: 'A', type: d.type, before: m, after, changedIds, detail: d });
   if (d.type === 'existence') {
     const o = d.object;
-    if (m.objects.length >= MAX_OBJECTS || m.objects.some((x) => cellIndex(x) === cellIndex(o) || pairKey(x) === pairKey(o) || x.id === o.id)) return null;
+    if (
+      m.objects.length >= MAX_OBJECTS ||
+      m.objects.some((x) => cellIndex(x) === cellIndex(o) || pairKey(x) === pairKey(o) || x.id === o.id)
+    )
+      return null;
     after.objects.push({ ...o });
     return edit([o.id]);
   }
@@ -62,7 +85,8 @@ export function realize(m: Scene, d: Detail): Edit | null {
     o.color = d.to;
     return edit([o.id]);
   }
-  const a = after.objects.find((x) => x.id === d.a), b = after.objects.find((x) => x.id === d.b);
+  const a = after.objects.find((x) => x.id === d.a),
+    b = after.objects.find((x) => x.id === d.b);
   if (!a || !b) return null;
   [a.row, a.col, b.row, b.col] = [b.row, b.col, a.row, a.col];
   return edit([a.id, b.id]);
@@ -70,7 +94,8 @@ export function realize(m: Scene, d: Detail): Edit | null {
 
 /** scenario B: contradict one detail of y = describe(m) with the smallest change to m */
 export function inject(m: Scene, type: EditType, rand: () => number): Edit | null {
-  const after = cloneScene(m), pair = relationPair(m);
+  const after = cloneScene(m),
+    pair = relationPair(m);
   const edit = (changedIds: number[]): Edit => ({ scenario: 'B', type, before: m, after, changedIds });
   if (type === 'existence') {
     // never one of the relation's two objects: removing it would rewrite the relation sentence too
@@ -81,7 +106,8 @@ export function inject(m: Scene, type: EditType, rand: () => number): Edit | nul
     return edit([gone.id]);
   }
   if (type === 'attribute') {
-    const o = pick(rand, after.objects), colors = freeColors(m, o);
+    const o = pick(rand, after.objects),
+      colors = freeColors(m, o);
     if (!colors.length) return null;
     o.color = pick(rand, colors);
     return edit([o.id]);
@@ -99,14 +125,23 @@ function tokens(text: string): { w: string; s: number; e: number }[] {
 
 /** character spans of the words outside a longest common word subsequence, merged across whitespace */
 export function diffSpans(a: string, b: string): { a: Span[]; b: Span[] } {
-  const ta = tokens(a), tb = tokens(b), n = ta.length, k = tb.length;
+  const ta = tokens(a),
+    tb = tokens(b),
+    n = ta.length,
+    k = tb.length;
   const L = Array.from({ length: n + 1 }, () => new Int32Array(k + 1));
-  for (let i = n - 1; i >= 0; i--) for (let j = k - 1; j >= 0; j--) {
-    L[i][j] = ta[i].w === tb[j].w ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
-  }
-  const keepA = new Array<boolean>(n).fill(false), keepB = new Array<boolean>(k).fill(false);
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = k - 1; j >= 0; j--) {
+      L[i][j] = ta[i].w === tb[j].w ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+    }
+  const keepA = new Array<boolean>(n).fill(false),
+    keepB = new Array<boolean>(k).fill(false);
   for (let i = 0, j = 0; i < n && j < k;) {
-    if (ta[i].w === tb[j].w) { keepA[i++] = true; keepB[j++] = true; } else if (L[i + 1][j] >= L[i][j + 1]) i++; else j++;
+    if (ta[i].w === tb[j].w) {
+      keepA[i++] = true;
+      keepB[j++] = true;
+    } else if (L[i + 1][j] >= L[i][j + 1]) i++;
+    else j++;
   }
   const spans = (text: string, t: typeof ta, keep: boolean[]): Span[] => {
     const out: Span[] = [];
@@ -121,7 +156,11 @@ export function diffSpans(a: string, b: string): { a: Span[]; b: Span[] } {
   return { a: spans(a, ta, keepA), b: spans(b, tb, keepB) };
 }
 
-export interface SampleOptions { scenario?: Scenario; type?: EditType; starYellow?: number | null }
+export interface SampleOptions {
+  scenario?: Scenario;
+  type?: EditType;
+  starYellow?: number | null;
+}
 
 /** one preference sample, a pure function of the seed (and the options); retries derived seeds until an edit fits */
 export function makePreferenceSample(seed: number, opts: SampleOptions = {}): PreferenceSample {
@@ -138,12 +177,21 @@ export function makePreferenceSample(seed: number, opts: SampleOptions = {}): Pr
       edit = inject(m, opts.type ?? pick(rand, EDIT_TYPES), rand);
     }
     if (!edit) continue;
-    const chosen = describe(m), rejected = describe(edit.after);
+    const chosen = describe(m),
+      rejected = describe(edit.after);
     if (chosen === rejected) continue;
     const spans = diffSpans(chosen, rejected);
     return {
-      id: `sw${seed >>> 0}`, prompt: DESCRIBE_PROMPT, m, mPrime: edit.after, chosen, rejected, hallucinated: h.text,
-      chosenSpans: spans.a, rejectedSpans: spans.b, edit,
+      id: `sw${seed >>> 0}`,
+      prompt: DESCRIBE_PROMPT,
+      m,
+      mPrime: edit.after,
+      chosen,
+      rejected,
+      hallucinated: h.text,
+      chosenSpans: spans.a,
+      rejectedSpans: spans.b,
+      edit,
     };
   }
   throw new Error(`makePreferenceSample(${seed}): no ${opts.scenario ?? ''}${opts.type ? ` ${opts.type}` : ''} edit found`);
@@ -155,10 +203,14 @@ export function makePreferenceSample(seed: number, opts: SampleOptions = {}): Pr
  * so the list keeps its order; layouts whose relation sentence differs are redrawn, so y'_new stays faithful.
  */
 export function syntheticNegative(sample: PreferenceSample, rand: () => number): Scene {
-  const base = sample.mPrime, order = readingOrder(base), n = order.length;
+  const base = sample.mPrime,
+    order = readingOrder(base),
+    n = order.length;
   const others = (k: number, v: number) => [...Array(k).keys()].filter((x) => x !== v);
   for (let t = 0; t < 100_000; t++) {
-    const cells = shuffle(rand, [...Array(GRID * GRID).keys()]).slice(0, n).sort((x, y) => x - y);
+    const cells = shuffle(rand, [...Array(GRID * GRID).keys()])
+      .slice(0, n)
+      .sort((x, y) => x - y);
     const cellOf = new Map(order.map((o, i) => [o.id, cells[i]]));
     if (base.objects.every((o) => cellOf.get(o.id) === cellIndex(o))) continue;
     const scene: Scene = {
@@ -173,6 +225,7 @@ export function syntheticNegative(sample: PreferenceSample, rand: () => number):
 
 /** for tests and reports: the relation stated between two objects of a scene, by id */
 export function relationBetween(scene: Scene, a: number, b: number) {
-  const oa = scene.objects.find((o) => o.id === a), ob = scene.objects.find((o) => o.id === b);
+  const oa = scene.objects.find((o) => o.id === a),
+    ob = scene.objects.find((o) => o.id === b);
   return oa && ob ? relationOf(oa, ob) : null;
 }

@@ -5,15 +5,60 @@
  * stays inside a small closed VOCABULARY that the default model's tokenizer is built from.
  */
 import {
-  COLORS, GRID, MAX_OBJECTS, PLURAL, SHAPES, SIZES, byId, cloneScene, freeCells, nextId, pairKey, pick, randInt,
-  randomScene, readingOrder, type Color, type Scene, type SceneObject, type Shape,
+  COLORS,
+  GRID,
+  MAX_OBJECTS,
+  PLURAL,
+  SHAPES,
+  SIZES,
+  byId,
+  cloneScene,
+  freeCells,
+  nextId,
+  pairKey,
+  pick,
+  randInt,
+  randomScene,
+  readingOrder,
+  type Color,
+  type Scene,
+  type SceneObject,
+  type Shape,
 } from './world.js';
 
 export const VOCABULARY: string[] = [
-  '.', ',', '?',
-  'the', 'image', 'shows', 'a', 'and', 'is', 'are', 'there', 'in', 'of', 'left', 'right', 'above', 'below',
-  'describe', 'what', 'color', 'how', 'many', 'yes', 'no', 'one', 'two', 'three', 'four',
-  ...SIZES, ...COLORS, ...SHAPES, ...SHAPES.map((s) => PLURAL[s]),
+  '.',
+  ',',
+  '?',
+  'the',
+  'image',
+  'shows',
+  'a',
+  'and',
+  'is',
+  'are',
+  'there',
+  'in',
+  'of',
+  'left',
+  'right',
+  'above',
+  'below',
+  'describe',
+  'what',
+  'color',
+  'how',
+  'many',
+  'yes',
+  'no',
+  'one',
+  'two',
+  'three',
+  'four',
+  ...SIZES,
+  ...COLORS,
+  ...SHAPES,
+  ...SHAPES.map((s) => PLURAL[s]),
 ];
 
 /** the tokenization rule every text here is checked under */
@@ -23,16 +68,25 @@ export function words(text: string): string[] {
 
 export type Relation = 'left of' | 'right of' | 'above' | 'below';
 export const RELATIONS: readonly Relation[] = ['left of', 'right of', 'above', 'below'];
-export const OPPOSITE: Record<Relation, Relation> = { 'left of': 'right of', 'right of': 'left of', above: 'below', below: 'above' };
+export const OPPOSITE: Record<Relation, Relation> = {
+  'left of': 'right of',
+  'right of': 'left of',
+  above: 'below',
+  below: 'above',
+};
 
 type Placed = Pick<SceneObject, 'row' | 'col'>;
 /** does `a rel b` hold strictly */
 export function holds(a: Placed, rel: Relation, b: Placed): boolean {
   switch (rel) {
-    case 'left of': return a.col < b.col;
-    case 'right of': return a.col > b.col;
-    case 'above': return a.row < b.row;
-    case 'below': return a.row > b.row;
+    case 'left of':
+      return a.col < b.col;
+    case 'right of':
+      return a.col > b.col;
+    case 'above':
+      return a.row < b.row;
+    case 'below':
+      return a.row > b.row;
   }
 }
 /** the relation the description states: horizontal when the columns differ, else vertical */
@@ -62,7 +116,11 @@ export function describe(scene: Scene): string {
 }
 
 export type QAKind = 'describe' | 'existence' | 'attribute' | 'color' | 'count' | 'relation';
-export interface QA { kind: QAKind; question: string; answer: string }
+export interface QA {
+  kind: QAKind;
+  question: string;
+  answer: string;
+}
 export const DESCRIBE_PROMPT = 'Describe the image.' as const;
 
 export const existenceQuestion = (color: Color, shape: Shape): string => `Is there a ${color} ${shape} in the image?`;
@@ -81,11 +139,12 @@ export function uniqueShapeObjects(scene: Scene): SceneObject[] {
 export function absentPairs(scene: Scene, hard: boolean): { color: Color; shape: Shape }[] {
   const present = new Set(scene.objects.map(pairKey));
   const out: { color: Color; shape: Shape }[] = [];
-  for (const shape of SHAPES) for (const color of COLORS) {
-    if (present.has(`${color} ${shape}`)) continue;
-    if (hard && !scene.objects.some((o) => o.shape === shape || o.color === color)) continue;
-    out.push({ color, shape });
-  }
+  for (const shape of SHAPES)
+    for (const color of COLORS) {
+      if (present.has(`${color} ${shape}`)) continue;
+      if (hard && !scene.objects.some((o) => o.shape === shape || o.color === color)) continue;
+      out.push({ color, shape });
+    }
   return out;
 }
 
@@ -99,7 +158,10 @@ export function randomQA(scene: Scene, kind: QAKind, rand: () => number, yes?: b
     case 'describe':
       return { kind, question: DESCRIBE_PROMPT, answer: describe(scene) };
     case 'existence': {
-      if (want) { const o = pick(rand, scene.objects); return { kind, question: existenceQuestion(o.color, o.shape), answer: 'Yes.' }; }
+      if (want) {
+        const o = pick(rand, scene.objects);
+        return { kind, question: existenceQuestion(o.color, o.shape), answer: 'Yes.' };
+      }
       const hard = absentPairs(scene, true);
       const p = pick(rand, hard.length && rand() < 0.5 ? hard : absentPairs(scene, false));
       return { kind, question: existenceQuestion(p.color, p.shape), answer: 'No.' };
@@ -108,7 +170,12 @@ export function randomQA(scene: Scene, kind: QAKind, rand: () => number, yes?: b
       const cands = uniqueShapeObjects(scene);
       if (!cands.length) return null;
       const o = pick(rand, cands);
-      const color = want ? o.color : pick(rand, COLORS.filter((c) => c !== o.color));
+      const color = want
+        ? o.color
+        : pick(
+            rand,
+            COLORS.filter((c) => c !== o.color),
+          );
       return { kind, question: attributeQuestion(o.shape, color), answer: yesNo(want) };
     }
     case 'color': {
@@ -118,15 +185,22 @@ export function randomQA(scene: Scene, kind: QAKind, rand: () => number, yes?: b
       return { kind, question: `What color is the ${o.shape}?`, answer: `The ${o.shape} is ${o.color}.` };
     }
     case 'count': {
-      const shape = pick(rand, SHAPES), n = scene.objects.filter((o) => o.shape === shape).length;
-      const answer = n === 0 ? `There are no ${PLURAL[shape]}.` : n === 1 ? `There is one ${shape}.` : `There are ${NUMBER[n]} ${PLURAL[shape]}.`;
+      const shape = pick(rand, SHAPES),
+        n = scene.objects.filter((o) => o.shape === shape).length;
+      const answer =
+        n === 0
+          ? `There are no ${PLURAL[shape]}.`
+          : n === 1
+            ? `There is one ${shape}.`
+            : `There are ${NUMBER[n]} ${PLURAL[shape]}.`;
       return { kind, question: `How many ${PLURAL[shape]} are there?`, answer };
     }
     case 'relation': {
       if (scene.objects.length < 2) return null;
       const i = randInt(rand, scene.objects.length);
       const j = (i + 1 + randInt(rand, scene.objects.length - 1)) % scene.objects.length;
-      const a = scene.objects[i], b = scene.objects[j];
+      const a = scene.objects[i],
+        b = scene.objects[j];
       // only axes where the two differ: a relation is asked only when it is strictly true or strictly false
       const axes: Relation[] = [];
       if (a.col !== b.col) axes.push(a.col < b.col ? 'left of' : 'right of');
@@ -138,15 +212,30 @@ export function randomQA(scene: Scene, kind: QAKind, rand: () => number, yes?: b
 }
 
 export const SFT_MIXTURE: readonly [QAKind, number][] = [
-  ['describe', 0.25], ['existence', 0.25], ['attribute', 0.15], ['color', 0.1], ['count', 0.1], ['relation', 0.15],
+  ['describe', 0.25],
+  ['existence', 0.25],
+  ['attribute', 0.15],
+  ['color', 0.1],
+  ['count', 0.1],
+  ['relation', 0.15],
 ];
 
 /** starYellow: undefined means the planted prior 0.95; null means uniform star colours */
 export const starPrior = (p: number | null | undefined): number | null => (p === undefined ? 0.95 : p);
 
-export function sftExample(rand: () => number, opts: { starYellow?: number | null; mixture?: readonly [QAKind, number][] } = {}): { scene: Scene; qa: QA } {
-  let u = rand(), kind: QAKind = 'describe';
-  for (const [k, w] of opts.mixture ?? SFT_MIXTURE) { if (u < w) { kind = k; break; } u -= w; }
+export function sftExample(
+  rand: () => number,
+  opts: { starYellow?: number | null; mixture?: readonly [QAKind, number][] } = {},
+): { scene: Scene; qa: QA } {
+  let u = rand(),
+    kind: QAKind = 'describe';
+  for (const [k, w] of opts.mixture ?? SFT_MIXTURE) {
+    if (u < w) {
+      kind = k;
+      break;
+    }
+    u -= w;
+  }
   const yes = rand() < 0.5;
   for (;;) {
     const scene = randomScene(rand, { starYellow: starPrior(opts.starYellow) });
@@ -171,7 +260,9 @@ export function freeColors(scene: Scene, o: SceneObject): Color[] {
  * earlier perturbation touched. Recolouring prefers turning a non-yellow star yellow (the planted prior).
  */
 export function hallucinate(scene: Scene, rand: () => number, n = 1): { text: string; details: Detail[]; scene: Scene } {
-  const s = cloneScene(scene), details: Detail[] = [], touched = new Set<number>();
+  const s = cloneScene(scene),
+    details: Detail[] = [],
+    touched = new Set<number>();
   for (let k = 0; k < n; k++) {
     // colours and pairs must be free in the original too, or a later detail could restate an earlier truth
     const both: Scene = { ...s, objects: [...s.objects, ...scene.objects] };
@@ -195,7 +286,14 @@ export function hallucinate(scene: Scene, rand: () => number, n = 1): { text: st
       const hard = absentPairs(both, true);
       const p = pick(rand, hard.length && rand() < 0.5 ? hard : absentPairs(both, false));
       const cell = pick(rand, freeCells(s));
-      const object: SceneObject = { id: nextId(s), shape: p.shape, color: p.color, size: pick(rand, SIZES), row: Math.floor(cell / GRID), col: cell % GRID };
+      const object: SceneObject = {
+        id: nextId(s),
+        shape: p.shape,
+        color: p.color,
+        size: pick(rand, SIZES),
+        row: Math.floor(cell / GRID),
+        col: cell % GRID,
+      };
       s.objects.push(object);
       details.push({ type: 'existence', object: { ...object } });
       touched.add(object.id);

@@ -6,13 +6,24 @@
  */
 import { CELL, IMAGE_SIZE, type Color, type Scene, type SceneObject, type Shape, type Size } from './world.js';
 
-export interface RgbImage { width: number; height: number; data: Uint8Array }
-export interface SceneImage extends RgbImage { width: typeof IMAGE_SIZE; height: typeof IMAGE_SIZE }
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+export interface SceneImage extends RgbImage {
+  width: typeof IMAGE_SIZE;
+  height: typeof IMAGE_SIZE;
+}
 
 type Rgb = readonly [number, number, number];
 
 /** light backgrounds: near-white, light grey, beige */
-export const BACKGROUND_RGB: readonly Rgb[] = [[248, 248, 246], [214, 216, 220], [238, 226, 198]];
+export const BACKGROUND_RGB: readonly Rgb[] = [
+  [248, 248, 246],
+  [214, 216, 220],
+  [238, 226, 198],
+];
 
 /** per style: base, a little darker, a little lighter; every shade stays plainly nameable */
 export const PALETTE: readonly Record<Color, Rgb>[] = [
@@ -27,18 +38,33 @@ const SQUARE_HALF = 0.85;
 
 /** unit 5-pointed star, pointing up (y grows downwards), outer radius 1, inner 0.381966 */
 const STAR: readonly (readonly [number, number])[] = [
-  [0, -1], [0.224514, -0.309017], [0.951057, -0.309017], [0.363271, 0.118034], [0.587785, 0.809017],
-  [0, 0.381966], [-0.587785, 0.809017], [-0.363271, 0.118034], [-0.951057, -0.309017], [-0.224514, -0.309017],
+  [0, -1],
+  [0.224514, -0.309017],
+  [0.951057, -0.309017],
+  [0.363271, 0.118034],
+  [0.587785, 0.809017],
+  [0, 0.381966],
+  [-0.587785, 0.809017],
+  [-0.363271, 0.118034],
+  [-0.951057, -0.309017],
+  [-0.224514, -0.309017],
 ];
 /** unit upward triangle around its centroid */
-const TRIANGLE: readonly (readonly [number, number])[] = [[0, -1], [0.866025, 0.5], [-0.866025, 0.5]];
+const TRIANGLE: readonly (readonly [number, number])[] = [
+  [0, -1],
+  [0.866025, 0.5],
+  [-0.866025, 0.5],
+];
 
 /** even-odd crossing test; handles the star's concave corners */
 function inPolygon(x: number, y: number, poly: readonly (readonly [number, number])[], r: number): boolean {
   let inside = false;
   for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
-    const xi = poly[i][0] * r, yi = poly[i][1] * r, xj = poly[j][0] * r, yj = poly[j][1] * r;
-    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+    const xi = poly[i][0] * r,
+      yi = poly[i][1] * r,
+      xj = poly[j][0] * r,
+      yj = poly[j][1] * r;
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
   }
   return inside;
 }
@@ -46,10 +72,16 @@ function inPolygon(x: number, y: number, poly: readonly (readonly [number, numbe
 /** is (dx, dy), relative to the cell centre, inside the shape of radius r */
 export function insideShape(shape: Shape, r: number, dx: number, dy: number): boolean {
   switch (shape) {
-    case 'circle': return dx * dx + dy * dy <= r * r;
-    case 'square': { const h = r * SQUARE_HALF; return dx >= -h && dx <= h && dy >= -h && dy <= h; }
-    case 'triangle': return inPolygon(dx, dy, TRIANGLE, r);
-    case 'star': return inPolygon(dx, dy, STAR, r);
+    case 'circle':
+      return dx * dx + dy * dy <= r * r;
+    case 'square': {
+      const h = r * SQUARE_HALF;
+      return dx >= -h && dx <= h && dy >= -h && dy <= h;
+    }
+    case 'triangle':
+      return inPolygon(dx, dy, TRIANGLE, r);
+    case 'star':
+      return inPolygon(dx, dy, STAR, r);
   }
 }
 
@@ -63,12 +95,15 @@ export function objectColor(scene: Pick<Scene, 'style'>, color: Color): Rgb {
 }
 
 export function render(scene: Scene): SceneImage {
-  const W = IMAGE_SIZE, data = new Uint8Array(W * W * 3);
+  const W = IMAGE_SIZE,
+    data = new Uint8Array(W * W * 3);
   const bg = BACKGROUND_RGB[scene.background];
   for (let i = 0; i < W * W; i++) data.set(bg, 3 * i);
   const half = CELL / 2;
   for (const o of scene.objects) {
-    const fg = objectColor(scene, o.color), r = RADIUS[o.size], { x0, y0 } = footprint(o);
+    const fg = objectColor(scene, o.color),
+      r = RADIUS[o.size],
+      { x0, y0 } = footprint(o);
     for (let py = 0; py < CELL; py++) {
       for (let px = 0; px < CELL; px++) {
         let cover = 0;

@@ -17,8 +17,19 @@ export type Color = (typeof COLORS)[number];
 export type Size = (typeof SIZES)[number];
 export const PLURAL: Record<Shape, string> = { circle: 'circles', square: 'squares', triangle: 'triangles', star: 'stars' };
 
-export interface SceneObject { id: number; shape: Shape; color: Color; size: Size; row: number; col: number }
-export interface Scene { objects: SceneObject[]; background: number; style: number }
+export interface SceneObject {
+  id: number;
+  shape: Shape;
+  color: Color;
+  size: Size;
+  row: number;
+  col: number;
+}
+export interface Scene {
+  objects: SceneObject[];
+  background: number;
+  style: number;
+}
 
 export const MAX_OBJECTS = 4;
 export const BACKGROUNDS = 3;
@@ -63,12 +74,19 @@ export interface RandomSceneOptions {
 
 export function randomColor(rand: () => number, shape: Shape, starYellow: number | null | undefined): Color {
   if (shape !== 'star' || starYellow == null) return pick(rand, COLORS);
-  return rand() < starYellow ? 'yellow' : pick(rand, COLORS.filter((c) => c !== 'yellow'));
+  return rand() < starYellow
+    ? 'yellow'
+    : pick(
+        rand,
+        COLORS.filter((c) => c !== 'yellow'),
+      );
 }
 
 export function randomScene(rand: () => number, opts: RandomSceneOptions = {}): Scene {
-  const lo = opts.minObjects ?? 1, hi = opts.maxObjects ?? MAX_OBJECTS;
-  if (!(lo >= 1 && hi <= MAX_OBJECTS && lo <= hi)) throw new Error(`randomScene: need 1 <= minObjects <= maxObjects <= ${MAX_OBJECTS}, got ${lo}..${hi}`);
+  const lo = opts.minObjects ?? 1,
+    hi = opts.maxObjects ?? MAX_OBJECTS;
+  if (!(lo >= 1 && hi <= MAX_OBJECTS && lo <= hi))
+    throw new Error(`randomScene: need 1 <= minObjects <= maxObjects <= ${MAX_OBJECTS}, got ${lo}..${hi}`);
   const n = lo + randInt(rand, hi - lo + 1);
   const cells = shuffle(rand, [...Array(GRID * GRID).keys()]);
   const seen = new Set<string>();
@@ -89,22 +107,31 @@ export function randomScene(rand: () => number, opts: RandomSceneOptions = {}): 
 }
 
 export function validateScene(scene: Scene): void {
-  const bad = (why: string) => { throw new Error(`invalid scene: ${why} (${JSON.stringify(scene)})`); };
+  const bad = (why: string) => {
+    throw new Error(`invalid scene: ${why} (${JSON.stringify(scene)})`);
+  };
   if (!scene || !Array.isArray(scene.objects)) bad('objects must be an array');
   const n = scene.objects.length;
   if (n < 1 || n > MAX_OBJECTS) bad(`has ${n} objects, need 1..${MAX_OBJECTS}`);
-  if (!Number.isInteger(scene.background) || scene.background < 0 || scene.background >= BACKGROUNDS) bad(`background ${scene.background} is not 0..${BACKGROUNDS - 1}`);
-  if (!Number.isInteger(scene.style) || scene.style < 0 || scene.style >= STYLES) bad(`style ${scene.style} is not 0..${STYLES - 1}`);
-  const ids = new Set<number>(), cells = new Set<number>(), pairs = new Set<string>();
+  if (!Number.isInteger(scene.background) || scene.background < 0 || scene.background >= BACKGROUNDS)
+    bad(`background ${scene.background} is not 0..${BACKGROUNDS - 1}`);
+  if (!Number.isInteger(scene.style) || scene.style < 0 || scene.style >= STYLES)
+    bad(`style ${scene.style} is not 0..${STYLES - 1}`);
+  const ids = new Set<number>(),
+    cells = new Set<number>(),
+    pairs = new Set<string>();
   for (const o of scene.objects) {
     if (!Number.isInteger(o.id) || o.id < 0) bad(`object id ${o.id} is not a non-negative integer`);
     if (ids.has(o.id)) bad(`object id ${o.id} occurs twice`);
     if (!SHAPES.includes(o.shape)) bad(`unknown shape "${o.shape}"`);
     if (!COLORS.includes(o.color)) bad(`unknown color "${o.color}"`);
     if (!SIZES.includes(o.size)) bad(`unknown size "${o.size}"`);
-    for (const k of ['row', 'col'] as const) if (!Number.isInteger(o[k]) || o[k] < 0 || o[k] >= GRID) bad(`object ${o.id}: ${k} ${o[k]} is not 0..${GRID - 1}`);
+    for (const k of ['row', 'col'] as const)
+      if (!Number.isInteger(o[k]) || o[k] < 0 || o[k] >= GRID) bad(`object ${o.id}: ${k} ${o[k]} is not 0..${GRID - 1}`);
     if (cells.has(cellIndex(o))) bad(`two objects in cell (${o.row}, ${o.col})`);
     if (pairs.has(pairKey(o))) bad(`"${pairKey(o)}" occurs twice, so "the ${pairKey(o)}" would be ambiguous`);
-    ids.add(o.id); cells.add(cellIndex(o)); pairs.add(pairKey(o));
+    ids.add(o.id);
+    cells.add(cellIndex(o));
+    pairs.add(pairKey(o));
   }
 }

@@ -22,16 +22,29 @@ export function exportPeft(e: Engine, o: { baseModel?: string; targets?: string 
   const names = new Set(mods.map((m) => m.module));
   // the original targets when they select exactly these modules; else a regex that names each one
   const all = linearModules(e.spec);
-  const exact = (t: string | string[]) => all.filter((m) => peftMatches(m, t)).length === names.size && all.every((m) => !peftMatches(m, t) || names.has(m));
-  const target_modules = o.targets && exact(o.targets) ? o.targets
-    : [...names].map((n) => n.replace(/\./g, '\\.')).join('|');
+  const exact = (t: string | string[]) =>
+    all.filter((m) => peftMatches(m, t)).length === names.size && all.every((m) => !peftMatches(m, t) || names.has(m));
+  const target_modules = o.targets && exact(o.targets) ? o.targets : [...names].map((n) => n.replace(/\./g, '\\.')).join('|');
   const r = mods[0].r;
   const config: LoraConfig & Record<string, unknown> = {
-    peft_type: 'LORA', task_type: null, base_model_name_or_path: o.baseModel ?? null, r,
-    lora_alpha: mods[0].scale * r, target_modules, lora_dropout: 0, bias: 'none', use_rslora: false, use_dora: false,
-    fan_in_fan_out: false, init_lora_weights: true, inference_mode: true, modules_to_save: null,
+    peft_type: 'LORA',
+    task_type: null,
+    base_model_name_or_path: o.baseModel ?? null,
+    r,
+    lora_alpha: mods[0].scale * r,
+    target_modules,
+    lora_dropout: 0,
+    bias: 'none',
+    use_rslora: false,
+    use_dora: false,
+    fan_in_fan_out: false,
+    init_lora_weights: true,
+    inference_mode: true,
+    modules_to_save: null,
     rank_pattern: Object.fromEntries(mods.filter((m) => m.r !== r).map((m) => [m.module, m.r])),
-    alpha_pattern: Object.fromEntries(mods.filter((m) => m.scale * m.r !== mods[0].scale * r).map((m) => [m.module, m.scale * m.r])),
+    alpha_pattern: Object.fromEntries(
+      mods.filter((m) => m.scale * m.r !== mods[0].scale * r).map((m) => [m.module, m.scale * m.r]),
+    ),
     revision: null,
   };
   const tensors: Parameters<typeof writeSafetensors>[0] = {};
@@ -58,22 +71,37 @@ export function checkpointFiles(e: Engine, state: TrainState, config: TrainConfi
   const opt: Parameters<typeof writeSafetensors>[0] = {};
   for (const [k, m] of state.adam.m) opt[`exp_avg.${k}`] = { dtype: 'F64', shape: [m.length], data: m };
   for (const [k, v] of state.adam.v) opt[`exp_avg_sq.${k}`] = { dtype: 'F64', shape: [v.length], data: v };
-  const st: TrainerStateFile = { format: 'vco-lab-trainer-state/1', step: state.step, epoch: state.epoch, position: state.position,
-    order: state.order, rng: state.rng, adam_step: state.adam.step, sample_ids: sampleIds, config };
+  const st: TrainerStateFile = {
+    format: 'vco-lab-trainer-state/1',
+    step: state.step,
+    epoch: state.epoch,
+    position: state.position,
+    order: state.order,
+    rng: state.rng,
+    adam_step: state.adam.step,
+    sample_ids: sampleIds,
+    config,
+  };
   return { ...exportPeft(e), 'optimizer.safetensors': writeSafetensors(opt), 'trainer_state.json': json(st) };
 }
 
 /** restore the engine's LoRA and the trainer state from checkpoint files */
-export async function restoreCheckpoint(e: Engine, files: FileBytes, where = 'checkpoint'): Promise<{ state: TrainState; config: TrainConfig; sampleIds: string[] }> {
+export async function restoreCheckpoint(
+  e: Engine,
+  files: FileBytes,
+  where = 'checkpoint',
+): Promise<{ state: TrainState; config: TrainConfig; sampleIds: string[] }> {
   const need = (f: string) => {
     const b = files[f];
     if (!b) throw new CheckpointError(`${where}: ${f} is missing`);
     return b;
   };
   const st = JSON.parse(new TextDecoder().decode(need('trainer_state.json'))) as TrainerStateFile;
-  if (st.format !== 'vco-lab-trainer-state/1') throw new CheckpointError(`${where}/trainer_state.json: field "format" is ${st.format}, expected vco-lab-trainer-state/1`);
+  if (st.format !== 'vco-lab-trainer-state/1')
+    throw new CheckpointError(`${where}/trainer_state.json: field "format" is ${st.format}, expected vco-lab-trainer-state/1`);
   const read = (f: string) => {
-    const b = need(f), h = parseSafetensorsHeader(b, `${where}/${f}`, b.byteLength);
+    const b = need(f),
+      h = parseSafetensorsHeader(b, `${where}/${f}`, b.byteLength);
     return (name: string) => {
       const ent = h.entries[name];
       if (!ent) throw new CheckpointError(`${where}/${f}: tensor "${name}" is missing`);
@@ -82,17 +110,21 @@ export async function restoreCheckpoint(e: Engine, files: FileBytes, where = 'ch
   };
   const ad = read('adapter_model.safetensors');
   for (const p of e.lora.values()) {
-    const A = ad(`base_model.model.${p.module}.lora_A.weight`), B = ad(`base_model.model.${p.module}.lora_B.weight`);
+    const A = ad(`base_model.model.${p.module}.lora_A.weight`),
+      B = ad(`base_model.model.${p.module}.lora_B.weight`);
     if (A.length !== p.A.length || B.length !== p.B.length) {
-      throw new CheckpointError(`${where}/adapter_model.safetensors: ${p.module} has another shape than the engine's LoRA ` +
-        `([${p.r}, ${p.inFeatures}] / [${p.outFeatures}, ${p.r}])`);
+      throw new CheckpointError(
+        `${where}/adapter_model.safetensors: ${p.module} has another shape than the engine's LoRA ` +
+          `([${p.r}, ${p.inFeatures}] / [${p.outFeatures}, ${p.r}])`,
+      );
     }
     p.A.set(A as Float32Array);
     p.B.set(B as Float32Array);
   }
   await e.uploadLora();
   const opt = read('optimizer.safetensors');
-  const m = new Map<string, Float64Array>(), v = new Map<string, Float64Array>();
+  const m = new Map<string, Float64Array>(),
+    v = new Map<string, Float64Array>();
   if (st.adam_step > 0) {
     for (const p of e.lora.values()) {
       for (const ab of ['A', 'B']) {
@@ -103,7 +135,15 @@ export async function restoreCheckpoint(e: Engine, files: FileBytes, where = 'ch
     }
   }
   return {
-    state: { step: st.step, epoch: st.epoch, position: st.position, order: st.order, rng: st.rng, adam: { step: st.adam_step, m, v } },
-    config: st.config, sampleIds: st.sample_ids,
+    state: {
+      step: st.step,
+      epoch: st.epoch,
+      position: st.position,
+      order: st.order,
+      rng: st.rng,
+      adam: { step: st.adam_step, m, v },
+    },
+    config: st.config,
+    sampleIds: st.sample_ids,
   };
 }

@@ -24,8 +24,18 @@ import { contentHash } from '../util/hash.js';
 import { rng, stringSeed } from '../util/prng.js';
 import { type BatchLayout, type BatchLayoutOptions, type ScoreRow, flattenSeeds, layoutBatch, splitLogprobs } from './feeds.js';
 import { addGradient } from './grads.js';
-import { type BatchShape, type Segment, type SegmentWithBackward, embedSegment, fusedSegment, headSegment, layerAlias,
-  layerSegment, visionSegment, withBackward } from './segments.js';
+import {
+  type BatchShape,
+  type Segment,
+  type SegmentWithBackward,
+  embedSegment,
+  fusedSegment,
+  headSegment,
+  layerAlias,
+  layerSegment,
+  visionSegment,
+  withBackward,
+} from './segments.js';
 
 export type { ScoreRow } from './feeds.js';
 export { contentHash } from '../util/hash.js';
@@ -148,14 +158,23 @@ export class Engine {
   /** what the graphs of this model are, for session-cache keys (spec and precision) */
   private readonly modelKey: string;
 
-  private constructor(readonly rt: Runtime, readonly spec: VlmSpec, private readonly o: EngineOptions) {
+  private constructor(
+    readonly rt: Runtime,
+    readonly spec: VlmSpec,
+    private readonly o: EngineOptions,
+  ) {
     this.weights = rt.weightStore();
     const { defaulted: _d, ...graphSpec } = spec;
     this.modelKey = contentHash(JSON.stringify(graphSpec), o.int4 ? 'int4' : 'fp32');
   }
 
-  static async create(rt: Runtime, spec: VlmSpec, ckpt: Checkpoint, o: EngineOptions = {},
-    onProgress?: (done: number, total: number) => void): Promise<Engine> {
+  static async create(
+    rt: Runtime,
+    spec: VlmSpec,
+    ckpt: Checkpoint,
+    o: EngineOptions = {},
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<Engine> {
     const e = new Engine(rt, spec, o);
     const up = await uploadWeights(rt, e.weights, spec, ckpt, { int4: o.int4, onProgress });
     e.int4 = up.int4;
@@ -183,14 +202,26 @@ export class Engine {
     this.layerLora = null;
     this.lowerCache.clear();
     if (!lora) return;
-    const s = this.spec, pfx = prefixes(s);
-    const info = new Map(parameterList(s, true).filter((p) => p.linear).map((p) => [p.name.slice(0, -'.weight'.length), p.linear!]));
+    const s = this.spec,
+      pfx = prefixes(s);
+    const info = new Map(
+      parameterList(s, true)
+        .filter((p) => p.linear)
+        .map((p) => [p.name.slice(0, -'.weight'.length), p.linear!]),
+    );
     if ('modules' in lora) {
       for (const [m, l] of lora.modules) {
         const lin = info.get(m);
         if (!lin) continue; // e.g. a SigLIP head module LLaVA never runs
-        this.lora.set(m, { module: m, r: l.r, scale: l.scale, inFeatures: lin.in, outFeatures: lin.out,
-          A: Float32Array.from(l.A.data as ArrayLike<number>), B: Float32Array.from(l.B.data as ArrayLike<number>) });
+        this.lora.set(m, {
+          module: m,
+          r: l.r,
+          scale: l.scale,
+          inFeatures: lin.in,
+          outFeatures: lin.out,
+          A: Float32Array.from(l.A.data as ArrayLike<number>),
+          B: Float32Array.from(l.B.data as ArrayLike<number>),
+        });
       }
     } else {
       const first = lora.topK ? s.text.layers - lora.topK : 0;
@@ -210,9 +241,12 @@ export class Engine {
       if (m.startsWith(lmPrefix)) {
         const [l, ...rest] = m.slice(lmPrefix.length).split('.');
         this.loraLayers.add(Number(l));
-        const type = rest.join('.'), prev = perType.get(type);
+        const type = rest.join('.'),
+          prev = perType.get(type);
         if (prev && (prev.r !== p.r || prev.scale !== p.scale)) {
-          throw new Error(`LoRA on ${type} differs between layers (rank ${prev.r} vs ${p.r}); one layer graph needs one rank per module type`);
+          throw new Error(
+            `LoRA on ${type} differs between layers (rank ${prev.r} vs ${p.r}); one layer graph needs one rank per module type`,
+          );
         }
         perType.set(type, { r: p.r, scale: p.scale });
       } else {
@@ -259,7 +293,12 @@ export class Engine {
   }
 
   private loraKey(lora: ReadonlyMap<string, LoraInput> | null): string {
-    return lora ? [...lora].map(([m, l]) => `${m}:${l.r}:${l.scale}`).sort().join(',') : 'none';
+    return lora
+      ? [...lora]
+          .map(([m, l]) => `${m}:${l.r}:${l.scale}`)
+          .sort()
+          .join(',')
+      : 'none';
   }
 
   /**
@@ -296,7 +335,8 @@ export class Engine {
    * images with the adapter.
    */
   async features(images: ReadonlyArray<Float32Array>, which: 'policy' | 'reference', capacity = images.length): Promise<Tensor> {
-    const T = this.spec.tokensPerImage, D = this.spec.text.hidden;
+    const T = this.spec.tokensPerImage,
+      D = this.spec.text.hidden;
     if (which === 'policy' && this.visionTrainable) {
       const f = await this.runVision(images, true);
       return capacity === images.length ? f : this.padFeatures([(await f.getData()) as Float32Array], capacity);
@@ -313,7 +353,9 @@ export class Engine {
       while (ims.length < n) ims.push(ims[0]);
       const run = this.runVision(ims, false);
       chunk.forEach((k, i) => {
-        const one = run.then(async (t) => this.rt.tensor('float32', ((await t.getData()) as Float32Array).slice(i * T * D, (i + 1) * T * D), [T, D]));
+        const one = run.then(async (t) =>
+          this.rt.tensor('float32', ((await t.getData()) as Float32Array).slice(i * T * D, (i + 1) * T * D), [T, D]),
+        );
         mine.set(k, one);
         if (this.o.cacheFeatures !== false) remember(this.featureCache, k, one, this.o.featureCacheSize ?? 512);
       });
@@ -325,24 +367,35 @@ export class Engine {
   }
 
   private padFeatures(parts: Float32Array[], capacity: number): Tensor {
-    const T = this.spec.tokensPerImage, D = this.spec.text.hidden;
+    const T = this.spec.tokensPerImage,
+      D = this.spec.text.hidden;
     const all = new Float32Array(Math.max(1, capacity) * T * D);
     let at = 0;
-    for (const x of parts) { all.set(x, at); at += x.length; }
+    for (const x of parts) {
+      all.set(x, at);
+      at += x.length;
+    }
     return this.rt.tensor('float32', all, [all.length / D, D]);
   }
 
   private async runVision(images: ReadonlyArray<Float32Array>, policy: boolean): Promise<Tensor> {
-    const n = images.length, S = this.spec.vision.imageSize;
+    const n = images.length,
+      S = this.spec.vision.imageSize;
     const lora = this.visionLora(policy);
-    const { s } = await this.session(`vision:${n}:${this.loraKey(lora)}`, () => visionSegment(this.spec, n, this.visionOpts(policy)));
+    const { s } = await this.session(`vision:${n}:${this.loraKey(lora)}`, () =>
+      visionSegment(this.spec, n, this.visionOpts(policy)),
+    );
     this.stats.visionRuns++;
-    return (await this.run(s, { pixel_values: this.rt.tensor('float32', stackImages(images, this.spec), [n, 3, S, S]) })).image_features;
+    return (await this.run(s, { pixel_values: this.rt.tensor('float32', stackImages(images, this.spec), [n, 3, S, S]) }))
+      .image_features;
   }
 
   private layerSegment(shape: BatchShape, withLora: boolean) {
     const lora = withLora ? this.layerLora : null;
-    return { key: `${shape.B}x${shape.L}:${this.loraKey(lora)}`, make: () => layerSegment(this.spec, shape, lora, this.int4.size > 0, int4Block) };
+    return {
+      key: `${shape.B}x${shape.L}:${this.loraKey(lora)}`,
+      make: () => layerSegment(this.spec, shape, lora, this.int4.size > 0, int4Block),
+    };
   }
 
   private layerSession(shape: BatchShape, withLora: boolean) {
@@ -357,12 +410,20 @@ export class Engine {
 
   /** the host feeds of a batch layout that every segment reads */
   private layoutFeeds(lay: BatchLayout) {
-    const { B, L, R } = lay.shape, hd = this.spec.text.headDim, t = this.rt;
+    const { B, L, R } = lay.shape,
+      hd = this.spec.text.headDim,
+      t = this.rt;
     return {
-      embed: { input_ids: t.tensor('int64', lay.ids, [B, L]), image_index: t.tensor('int64', lay.imageIndex, [B * L]),
-        image_mask: t.tensor('bool', lay.imageMask, [B * L, 1]) },
-      layer: { rope_cos: t.tensor('float32', lay.cos, [B, 1, L, hd]), rope_sin: t.tensor('float32', lay.sin, [B, 1, L, hd]),
-        attn_mask: t.tensor('float32', lay.mask, [B, 1, L, L]) },
+      embed: {
+        input_ids: t.tensor('int64', lay.ids, [B, L]),
+        image_index: t.tensor('int64', lay.imageIndex, [B * L]),
+        image_mask: t.tensor('bool', lay.imageMask, [B * L, 1]),
+      },
+      layer: {
+        rope_cos: t.tensor('float32', lay.cos, [B, 1, L, hd]),
+        rope_sin: t.tensor('float32', lay.sin, [B, 1, L, hd]),
+        attn_mask: t.tensor('float32', lay.mask, [B, 1, L, L]),
+      },
       head: { predict_index: t.tensor('int64', lay.predict, [R]), targets: t.tensor('int64', lay.targets, [R]) },
     };
   }
@@ -375,9 +436,14 @@ export class Engine {
    * Score rows in one batch (segmented plan). `which` = 'policy' (adapter on) or 'reference' (off); `save`
    * keeps what the backward pass needs; `rows` pads the batch to that many slots.
    */
-  async forwardBatch(rows: ReadonlyArray<ScoreRow>, which: 'policy' | 'reference', o: { save?: boolean } & BatchLayoutOptions = {}):
-    Promise<BatchForwardResult> {
-    const s = this.spec, lay = this.layout(rows, o), { B, L } = lay.shape;
+  async forwardBatch(
+    rows: ReadonlyArray<ScoreRow>,
+    which: 'policy' | 'reference',
+    o: { save?: boolean } & BatchLayoutOptions = {},
+  ): Promise<BatchForwardResult> {
+    const s = this.spec,
+      lay = this.layout(rows, o),
+      { B, L } = lay.shape;
     const policy = which === 'policy';
     const f = this.layoutFeeds(lay);
     const low = policy ? this.lowestLoraLayer() : s.text.layers;
@@ -385,18 +451,26 @@ export class Engine {
     const lowerKey = `${low}:${B}x${L}:${contentHash(lay.ids)}:${lay.images.map((im) => contentHash(im)).join('+')}`;
     const cacheLower = this.o.cacheLowerStack !== false && !this.visionTrainable && low > 0 && low < s.text.layers;
     const saved: Saved | undefined = o.save
-      ? { layout: lay, feeds: { ...f.layer, ...f.head }, layerInputs: new Map(), final: undefined as unknown as Tensor } : undefined;
+      ? { layout: lay, feeds: { ...f.layer, ...f.head }, layerInputs: new Map(), final: undefined as unknown as Tensor }
+      : undefined;
 
     let h: Tensor | undefined = cacheLower ? this.lowerCache.get(lowerKey) : undefined;
     let startLayer = 0;
-    if (h) { this.stats.lowerStackHits++; startLayer = low; } else {
+    if (h) {
+      this.stats.lowerStackHits++;
+      startLayer = low;
+    } else {
       const tiles = Math.max(1, ...rows.map((r) => r.images.length));
       // a padded batch reserves the same feature rows whatever its images (one embed graph per batch shape)
       const capacity = o.rows && o.rows > rows.length ? B * nextPow2(tiles) : lay.images.length;
       const nF = Math.max(1, capacity) * s.tokensPerImage;
-      const feats = lay.images.length ? await this.features(lay.images, which, capacity)
+      const feats = lay.images.length
+        ? await this.features(lay.images, which, capacity)
         : this.rt.tensor('float32', new Float32Array(nF * s.text.hidden), [nF, s.text.hidden]);
-      if (saved) { saved.features = feats; Object.assign(saved.feeds, f.embed); }
+      if (saved) {
+        saved.features = feats;
+        Object.assign(saved.feeds, f.embed);
+      }
       const { s: emb } = await this.session(`embed:${B}x${L}:${nF}`, () => embedSegment(s, lay.shape, nF));
       h = (await this.run(emb, { ...f.embed, image_features: feats })).hidden_out;
     }
@@ -441,13 +515,27 @@ export class Engine {
    * Back-propagate Σ_rows Σ_k <seeds[row][k], log p(response k of row)> from a saved policy forward, layer by
    * layer from the top; LoRA gradients are added into `grads` (by PEFT module tensor name).
    */
-  async backward(saved: Saved, seeds: ReadonlyArray<ReadonlyArray<ArrayLike<number>>>, grads: Map<string, Float64Array>): Promise<void> {
-    const s = this.spec, lay = saved.layout, { B, L, R } = lay.shape;
+  async backward(
+    saved: Saved,
+    seeds: ReadonlyArray<ReadonlyArray<ArrayLike<number>>>,
+    grads: Map<string, Float64Array>,
+  ): Promise<void> {
+    const s = this.spec,
+      lay = saved.layout,
+      { B, L, R } = lay.shape;
     const seed = flattenSeeds(lay, seeds);
     const acc = (name: string, t: Tensor) => addGradient(grads, name, t.data as Float32Array);
-    const headBw = await this.session(`head-bw:${B}x${L}:${R}`, () => withBackward(headSegment(s, lay.shape), { activation: true }));
+    const headBw = await this.session(`head-bw:${B}x${L}:${R}`, () =>
+      withBackward(headSegment(s, lay.shape), { activation: true }),
+    );
     const hb = headBw.seg.backward;
-    let d = (await this.run(headBw.s, { ...saved.feeds, hidden_in: saved.final, [hb.seeds.logprobs]: this.rt.tensor('float32', seed, [R]) }))[hb.grads.hidden_in];
+    let d = (
+      await this.run(headBw.s, {
+        ...saved.feeds,
+        hidden_in: saved.final,
+        [hb.seeds.logprobs]: this.rt.tensor('float32', seed, [R]),
+      })
+    )[hb.grads.hidden_in];
     const stop = this.visionTrainable ? 0 : this.lowestLoraLayer();
     for (let l = s.text.layers - 1; l >= stop; l--) {
       const { s: sess, seg } = await this.layerBackwardSession(lay.shape, this.loraLayers.has(l));
@@ -463,17 +551,25 @@ export class Engine {
     }
     if (this.visionTrainable && saved.features) {
       const nF = saved.features.dims[0];
-      const emb = await this.session(`embed-bw:${B}x${L}:${nF}`, () => withBackward(embedSegment(s, lay.shape, nF), { activation: true }));
+      const emb = await this.session(`embed-bw:${B}x${L}:${nF}`, () =>
+        withBackward(embedSegment(s, lay.shape, nF), { activation: true }),
+      );
       const eb = emb.seg.backward;
-      const dFeat = (await this.run(emb.s, { ...saved.feeds, image_features: saved.features, [eb.seeds.hidden_out]: d }))[eb.grads.image_features];
-      const n = lay.images.length, S = s.vision.imageSize;
+      const dFeat = (await this.run(emb.s, { ...saved.feeds, image_features: saved.features, [eb.seeds.hidden_out]: d }))[
+        eb.grads.image_features
+      ];
+      const n = lay.images.length,
+        S = s.vision.imageSize;
       const lora = this.visionLora(true);
-      const vis = await this.session(`vision-bw:${n}:${this.loraKey(lora)}`,
-        () => withBackward(visionSegment(s, n, this.visionOpts(true)), {}));
+      const vis = await this.session(`vision-bw:${n}:${this.loraKey(lora)}`, () =>
+        withBackward(visionSegment(s, n, this.visionOpts(true)), {}),
+      );
       const vb = vis.seg.backward;
       const dRows = (dFeat.data as Float32Array).subarray(0, n * s.tokensPerImage * s.text.hidden);
-      const out = await this.run(vis.s, { pixel_values: this.rt.tensor('float32', stackImages(lay.images, s), [n, 3, S, S]),
-        [vb.seeds.image_features]: this.rt.tensor('float32', Float32Array.from(dRows), [n * s.tokensPerImage, s.text.hidden]) });
+      const out = await this.run(vis.s, {
+        pixel_values: this.rt.tensor('float32', stackImages(lay.images, s), [n, 3, S, S]),
+        [vb.seeds.image_features]: this.rt.tensor('float32', Float32Array.from(dRows), [n * s.tokensPerImage, s.text.hidden]),
+      });
       for (const [input, outName] of Object.entries(vb.grads)) acc(input, out[outName]);
     }
   }
@@ -484,22 +580,36 @@ export class Engine {
    * or for the LoRA A/B, by store name. Shapes come from `o` (rows, length, scored, images) so that every
    * step of a training run uses one graph.
    */
-  async fusedGradient(rows: ReadonlyArray<ScoreRow>, seeds: ReadonlyArray<ReadonlyArray<ArrayLike<number>>>,
-    o: BatchLayoutOptions & { images?: number; allWeights?: boolean } = {}): Promise<{ logprobs: Float32Array[][]; grads: Map<string, Float32Array> }> {
-    const s = this.spec, lay = this.layout(rows, o), { B, L, R } = lay.shape, S = s.vision.imageSize;
+  async fusedGradient(
+    rows: ReadonlyArray<ScoreRow>,
+    seeds: ReadonlyArray<ReadonlyArray<ArrayLike<number>>>,
+    o: BatchLayoutOptions & { images?: number; allWeights?: boolean } = {},
+  ): Promise<{ logprobs: Float32Array[][]; grads: Map<string, Float32Array> }> {
+    const s = this.spec,
+      lay = this.layout(rows, o),
+      { B, L, R } = lay.shape,
+      S = s.vision.imageSize;
     const nImages = Math.max(o.images ?? 0, lay.images.length, 1);
     // pad with copies of the first image so the pixel rows fill the shape (their features are never gathered)
     const tiles = [...lay.images];
     while (tiles.length < nImages) tiles.push(tiles[0] ?? new Float32Array(3 * S * S));
     const all = !!o.allWeights;
     const lora = all ? null : this.loraPlan();
-    const { s: sess, seg } = await this.session(`fused-bw:${B}x${L}:${R}:${nImages}:${all ? 'all' : this.loraKey(lora)}`,
-      () => withBackward(fusedSegment(s, lay.shape, nImages, { lora, int4: this.int4, int4Block: (_m, K) => int4Block(K) }),
-        { allWeights: all, keepOutput: true }));
-    const f = this.layoutFeeds(lay), bw = seg.backward;
-    const out = await this.run(sess, { ...f.embed, ...f.layer, ...f.head,
+    const { s: sess, seg } = await this.session(`fused-bw:${B}x${L}:${R}:${nImages}:${all ? 'all' : this.loraKey(lora)}`, () =>
+      withBackward(fusedSegment(s, lay.shape, nImages, { lora, int4: this.int4, int4Block: (_m, K) => int4Block(K) }), {
+        allWeights: all,
+        keepOutput: true,
+      }),
+    );
+    const f = this.layoutFeeds(lay),
+      bw = seg.backward;
+    const out = await this.run(sess, {
+      ...f.embed,
+      ...f.layer,
+      ...f.head,
       pixel_values: this.rt.tensor('float32', stackImages(tiles, s), [nImages, 3, S, S]),
-      [bw.seeds.logprobs]: this.rt.tensor('float32', flattenSeeds(lay, seeds), [R]) });
+      [bw.seeds.logprobs]: this.rt.tensor('float32', flattenSeeds(lay, seeds), [R]),
+    });
     const grads = new Map<string, Float32Array>();
     for (const [input, name] of Object.entries(bw.grads)) grads.set(input, (await out[name].getData()) as Float32Array);
     return { logprobs: splitLogprobs(lay, (await out.logprobs.getData()) as Float32Array), grads };

@@ -56,23 +56,37 @@ export function layoutBatch(spec: VlmSpec, rows: ReadonlyArray<ScoreRow>, o: Bat
   if (!rows.length) throw new Error('internal: an empty batch');
   const B = o.rows ?? rows.length;
   if (rows.length > B) throw new Error(`internal: ${rows.length} rows for a batch of ${B}`);
-  const m = o.lengthMultiple ?? 1, hd = spec.text.headDim;
+  const m = o.lengthMultiple ?? 1,
+    hd = spec.text.headDim;
   const pad = BigInt(o.padId ?? (spec.imageTokenId === 0 ? 1 : 0));
   const layouts = rows.map((r) => packSequence(r.prompt, r.responses));
   const L = Math.max(roundUp(Math.max(...layouts.map((l) => l.ids.length)), m), o.length ?? 0);
-  const R = Math.max(roundUp(layouts.reduce((n, l) => n + l.targets.length, 0), m), o.scored ?? 0);
+  const R = Math.max(
+    roundUp(
+      layouts.reduce((n, l) => n + l.targets.length, 0),
+      m,
+    ),
+    o.scored ?? 0,
+  );
   const ids = new BigInt64Array(B * L).fill(pad);
   const positions = new Float64Array(B * L);
   const mask = new Float32Array(B * L * L).fill(-1e9);
-  const predict = new BigInt64Array(R), targets = new BigInt64Array(R);
+  const predict = new BigInt64Array(R),
+    targets = new BigInt64Array(R);
   const spans: Array<Array<[number, number]>> = [];
   let k = 0;
   layouts.forEach((lay, b) => {
     const n = lay.ids.length;
-    lay.ids.forEach((t, i) => { ids[b * L + i] = BigInt(t); positions[b * L + i] = lay.positions[i]; });
+    lay.ids.forEach((t, i) => {
+      ids[b * L + i] = BigInt(t);
+      positions[b * L + i] = lay.positions[i];
+    });
     for (let i = 0; i < n; i++) mask.set(lay.mask.subarray(i * n, (i + 1) * n), (b * L + i) * L);
     spans.push(lay.spans.map(([a, e]) => [k + a, k + e]));
-    lay.predictIndex.forEach((p, j) => { predict[k + j] = BigInt(b * L + p); targets[k + j] = BigInt(lay.targets[j]); });
+    lay.predictIndex.forEach((p, j) => {
+      predict[k + j] = BigInt(b * L + p);
+      targets[k + j] = BigInt(lay.targets[j]);
+    });
     k += lay.targets.length;
   });
   const images = rows.flatMap((r) => [...r.images]);
@@ -89,11 +103,13 @@ export function splitLogprobs(lay: BatchLayout, lp: Float32Array): Float32Array[
 /** per row, per response seeds -> the flattened [R] seed of a backward pass (unused entries 0) */
 export function flattenSeeds(lay: BatchLayout, seeds: ReadonlyArray<ReadonlyArray<ArrayLike<number>>>): Float32Array {
   const out = new Float32Array(lay.shape.R);
-  lay.spans.forEach((row, b) => row.forEach(([a, e], k) => {
-    const s = seeds[b]?.[k];
-    if (!s) return;
-    if (s.length !== e - a) throw new Error(`internal: a seed of ${s.length} for a response of ${e - a} tokens`);
-    for (let j = 0; j < s.length; j++) out[a + j] = s[j];
-  }));
+  lay.spans.forEach((row, b) =>
+    row.forEach(([a, e], k) => {
+      const s = seeds[b]?.[k];
+      if (!s) return;
+      if (s.length !== e - a) throw new Error(`internal: a seed of ${s.length} for a response of ${e - a} tokens`);
+      for (let j = 0; j < s.length; j++) out[a + j] = s[j];
+    }),
+  );
   return out;
 }

@@ -3,7 +3,10 @@
 /** add a gradient into a running sum (the map takes over arrays it did not have) */
 export function addGradient(into: Map<string, Float64Array>, name: string, g: ArrayLike<number>): void {
   const acc = into.get(name);
-  if (!acc) { into.set(name, g instanceof Float64Array ? g : Float64Array.from(g)); return; }
+  if (!acc) {
+    into.set(name, g instanceof Float64Array ? g : Float64Array.from(g));
+    return;
+  }
   for (let i = 0; i < g.length; i++) acc[i] += g[i];
 }
 

@@ -22,15 +22,27 @@ export function newAdamWState(): AdamWState {
 }
 
 /** one update of every parameter in `params` with its gradient in `grads` (missing = zero), at learning rate `lr` */
-export function adamwStep(params: Map<string, Float32Array>, grads: Map<string, Float64Array>, st: AdamWState,
-  c: AdamWConfig, lr: number): void {
+export function adamwStep(
+  params: Map<string, Float32Array>,
+  grads: Map<string, Float64Array>,
+  st: AdamWState,
+  c: AdamWConfig,
+  lr: number,
+): void {
   st.step++;
   const [b1, b2] = c.betas;
-  const bc1 = 1 - b1 ** st.step, bc2 = 1 - b2 ** st.step;
+  const bc1 = 1 - b1 ** st.step,
+    bc2 = 1 - b2 ** st.step;
   for (const [name, p] of params) {
     const g = grads.get(name);
-    let m = st.m.get(name), v = st.v.get(name);
-    if (!m || !v) { m = new Float64Array(p.length); v = new Float64Array(p.length); st.m.set(name, m); st.v.set(name, v); }
+    let m = st.m.get(name),
+      v = st.v.get(name);
+    if (!m || !v) {
+      m = new Float64Array(p.length);
+      v = new Float64Array(p.length);
+      st.m.set(name, m);
+      st.v.set(name, v);
+    }
     for (let i = 0; i < p.length; i++) {
       const gi = g ? g[i] : 0;
       m[i] = b1 * m[i] + (1 - b1) * gi;

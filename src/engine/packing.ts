@@ -21,8 +21,12 @@ export interface PackedLayout {
 export function packSequence(prompt: ReadonlyArray<number>, responses: ReadonlyArray<ReadonlyArray<number>>): PackedLayout {
   const P = prompt.length;
   if (P === 0) throw new Error('packing needs a non-empty prompt');
-  const ids = [...prompt], positions = prompt.map((_, i) => i), block = prompt.map(() => 0);
-  const predictIndex: number[] = [], targets: number[] = [], spans: Array<[number, number]> = [];
+  const ids = [...prompt],
+    positions = prompt.map((_, i) => i),
+    block = prompt.map(() => 0);
+  const predictIndex: number[] = [],
+    targets: number[] = [],
+    spans: Array<[number, number]> = [];
   responses.forEach((r, k) => {
     if (r.length === 0) throw new Error(`response ${k} is empty`);
     const start = ids.length;

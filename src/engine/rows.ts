@@ -30,11 +30,21 @@ export function answerRow(m: ChatModel, image: PixelImage, question: string, ans
  * one-token response packed behind the prompt, so all are predicted from the prompt's last position. One
  * image, or two with the anchor instruction that names the one to answer about.
  */
-export function choiceRow(m: ChatModel, images: PixelImage | [PixelImage, PixelImage], question: string, candidates: readonly number[],
-  anchor?: AnchorPosition): ScoreRow {
+export function choiceRow(
+  m: ChatModel,
+  images: PixelImage | [PixelImage, PixelImage],
+  question: string,
+  candidates: readonly number[],
+  anchor?: AnchorPosition,
+): ScoreRow {
   const list = Array.isArray(images) ? images : [images];
   const processed = list.map((im) => m.processor.process(im));
   const messages = list.length === 1 ? singleImageMessages(question) : multiImageMessages(question, anchor ?? 'first');
-  const prompt = promptIds(m.tokenizer, messages, processed.map((p) => p.text), m.placeholder).ids;
+  const prompt = promptIds(
+    m.tokenizer,
+    messages,
+    processed.map((p) => p.text),
+    m.placeholder,
+  ).ids;
   return { prompt, images: processed.flatMap((p) => p.tiles), responses: candidates.map((t) => [t]) };
 }

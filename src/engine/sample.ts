@@ -48,21 +48,31 @@ function contextsNeeded(reqs: ReadonlyArray<SequenceRequirement>): Ctx4[] {
   return CONTEXTS.filter((c) => need.has(c));
 }
 
-export async function forwardSample(e: Engine, s: EngineSample, reqs: ReadonlyArray<SequenceRequirement>,
-  which: 'policy' | 'reference', o: { packed?: boolean; save?: boolean } = {}): Promise<SampleForward> {
+export async function forwardSample(
+  e: Engine,
+  s: EngineSample,
+  reqs: ReadonlyArray<SequenceRequirement>,
+  which: 'policy' | 'reference',
+  o: { packed?: boolean; save?: boolean } = {},
+): Promise<SampleForward> {
   const byKey = new Map(reqs.map((r) => [r.key, r]));
   const out: SampleForward = { scores: {}, tokens: {}, saved: {} };
   // the contexts are independent: run them concurrently (the runtime overlaps their sessions)
-  const results = await Promise.all(contextsNeeded(reqs).map(async (ctx) => {
-    const input = { prompt: s.prompts[ctx], images: s.contextImages[ctx].flatMap((im) => s.images[im]) };
-    if (o.packed !== false) {
-      const r = await e.forward(input, [s.responses.y, s.responses["y'"]], which, o.save);
-      return { ctx, lps: r.logprobs, saved: r.saved };
-    }
-    if (o.save) throw new Error('saving activations needs the packed forward');
-    const lps = [(await e.forward(input, [s.responses.y], which)).logprobs[0], (await e.forward(input, [s.responses["y'"]], which)).logprobs[0]];
-    return { ctx, lps, saved: undefined };
-  }));
+  const results = await Promise.all(
+    contextsNeeded(reqs).map(async (ctx) => {
+      const input = { prompt: s.prompts[ctx], images: s.contextImages[ctx].flatMap((im) => s.images[im]) };
+      if (o.packed !== false) {
+        const r = await e.forward(input, [s.responses.y, s.responses["y'"]], which, o.save);
+        return { ctx, lps: r.logprobs, saved: r.saved };
+      }
+      if (o.save) throw new Error('saving activations needs the packed forward');
+      const lps = [
+        (await e.forward(input, [s.responses.y], which)).logprobs[0],
+        (await e.forward(input, [s.responses["y'"]], which)).logprobs[0],
+      ];
+      return { ctx, lps, saved: undefined };
+    }),
+  );
   for (const { ctx, lps, saved } of results) {
     if (saved) out.saved[ctx] = saved;
     RESPS.forEach((resp, k) => {
@@ -78,22 +88,30 @@ export async function forwardSample(e: Engine, s: EngineSample, reqs: ReadonlyAr
 }
 
 /** back-propagate Σ_key (dL/ds_key)·s_key for one sample from its saved packed forwards */
-export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyArray<SequenceRequirement>, fwd: SampleForward,
-  dlds: SequenceScores, grads: Map<string, Float64Array>): Promise<void> {
+export async function backwardSample(
+  e: Engine,
+  s: EngineSample,
+  reqs: ReadonlyArray<SequenceRequirement>,
+  fwd: SampleForward,
+  dlds: SequenceScores,
+  grads: Map<string, Float64Array>,
+): Promise<void> {
   const byKey = new Map(reqs.map((r) => [r.key, r]));
   // contexts run concurrently, each into its own sums; those are added in a fixed order so runs repeat exactly
-  const parts = await Promise.all(contextsNeeded(reqs).map(async (ctx) => {
-    const saved = fwd.saved[ctx];
-    if (!saved) throw new Error(`sample ${s.id}: context ${ctx} was not saved for the backward pass`);
-    const seeds = RESPS.map((resp) => {
-      const key = `${ctx}|${resp}` as SeqKey;
-      const w = dlds[key] ?? 0;
-      return Float32Array.from(maskFor(s, byKey.get(key), resp), (m) => m * w);
-    });
-    const mine = new Map<string, Float64Array>();
-    if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, [seeds], mine);
-    return mine;
-  }));
+  const parts = await Promise.all(
+    contextsNeeded(reqs).map(async (ctx) => {
+      const saved = fwd.saved[ctx];
+      if (!saved) throw new Error(`sample ${s.id}: context ${ctx} was not saved for the backward pass`);
+      const seeds = RESPS.map((resp) => {
+        const key = `${ctx}|${resp}` as SeqKey;
+        const w = dlds[key] ?? 0;
+        return Float32Array.from(maskFor(s, byKey.get(key), resp), (m) => m * w);
+      });
+      const mine = new Map<string, Float64Array>();
+      if (seeds.some((sd) => sd.some((x) => x !== 0))) await e.backward(saved, [seeds], mine);
+      return mine;
+    }),
+  );
   for (const mine of parts) addGradients(grads, mine);
 }
 
@@ -101,8 +119,13 @@ export async function backwardSample(e: Engine, s: EngineSample, reqs: ReadonlyA
  * An EngineSample from a preference sample's text and its two processed images, with the official prompt
  * construction (model/prompts.ts): the four contexts' prompt ids, both responses (EOS last) and span masks.
  */
-export function engineSample(id: string, text: PreferenceText, images: Record<Img, ProcessedImage>, tokenizer: VlmTokenizer,
-  placeholder = '<image>'): EngineSample {
+export function engineSample(
+  id: string,
+  text: PreferenceText,
+  images: Record<Img, ProcessedImage>,
+  tokenizer: VlmTokenizer,
+  placeholder = '<image>',
+): EngineSample {
   const q = preferenceSequences(text, { tokenizer, imageText: { m: images.m.text, "m'": images["m'"].text }, placeholder });
   return {
     id,

@@ -14,8 +14,17 @@
 import { type Backward, buildBackward } from '../onnx/autodiff.js';
 import type { Value } from '../onnx/ir.js';
 import { GraphBuilder } from '../onnx/ops.js';
-import { type BuildOptions, type LoraInput, ParamResolver, type VlmSpec, embedTokens, headLogprobs, prefixes, textLayer,
-  visionFeatures } from '../model/vlm.js';
+import {
+  type BuildOptions,
+  type LoraInput,
+  ParamResolver,
+  type VlmSpec,
+  embedTokens,
+  headLogprobs,
+  prefixes,
+  textLayer,
+  visionFeatures,
+} from '../model/vlm.js';
 
 export interface Segment {
   g: GraphBuilder;
@@ -86,15 +95,27 @@ export function embedSegment(spec: VlmSpec, shape: BatchShape, nFeatures: number
 }
 
 /** the LM linears of one layer, by module type */
-export const LAYER_MODULES = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj',
-  'mlp.up_proj', 'mlp.down_proj'] as const;
+export const LAYER_MODULES = [
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+] as const;
 
 /**
  * One LM layer with generic input names; `lora` gives the rank and scale of each adapted module type
  * (`self_attn.q_proj`, ...), the same in every layer that carries LoRA.
  */
-export function layerSegment(spec: VlmSpec, shape: BatchShape, lora: ReadonlyMap<string, LoraInput> | null, int4: boolean,
-  int4Block?: (K: number) => number): Segment {
+export function layerSegment(
+  spec: VlmSpec,
+  shape: BatchShape,
+  lora: ReadonlyMap<string, LoraInput> | null,
+  int4: boolean,
+  int4Block?: (K: number) => number,
+): Segment {
   const g = new GraphBuilder(`layer_${shape.B}x${shape.L}_${lora ? 'lora' : 'frozen'}${int4 ? '_int4' : ''}`);
   const layer0 = `${prefixes(spec).text}.layers.0.`;
   const rename = (n: string) => (n.startsWith(layer0) ? LAYER_PREFIX + n.slice(layer0.length) : n);
@@ -143,8 +164,14 @@ export function fusedSegment(spec: VlmSpec, shape: BatchShape, nImages: number, 
  * the segment's backward graph: gradients of <seed, out> for its activation input (`activation`) and its LoRA,
  * or (`allWeights`) every weight it reads; `keepOutput` also returns the forward output
  */
-export function withBackward(seg: Segment, o: { activation?: boolean; allWeights?: boolean; keepOutput?: boolean } = {}): SegmentWithBackward {
+export function withBackward(
+  seg: Segment,
+  o: { activation?: boolean; allWeights?: boolean; keepOutput?: boolean } = {},
+): SegmentWithBackward {
   const params = o.allWeights ? [...seg.weights.values()] : [...seg.lora.values()].flatMap((l) => [l.A, l.B]);
   const wrt = [...(o.activation && seg.activationIn ? [seg.activationIn] : []), ...params];
-  return { ...seg, backward: buildBackward(seg.g, { objective: { weighted: [seg.out] }, wrt, keep: o.keepOutput ? [seg.out] : [] }) };
+  return {
+    ...seg,
+    backward: buildBackward(seg.g, { objective: { weighted: [seg.out] }, wrt, keep: o.keepOutput ? [seg.out] : [] }),
+  };
 }

@@ -33,8 +33,13 @@ export interface TrainConfig {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainConfig, 'schedule'> = {
-  objective: 'icvco', optimizer: { lr: 5e-6, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 }, batchSize: 1, gradAccum: 1,
-  maxGradNorm: 1, seed: 42, shuffle: true,
+  objective: 'icvco',
+  optimizer: { lr: 5e-6, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+  batchSize: 1,
+  gradAccum: 1,
+  maxGradNorm: 1,
+  seed: 42,
+  shuffle: true,
 };
 
 export interface TrainState {
@@ -64,7 +69,12 @@ export class Trainer {
   private readonly referenceCache = new Map<string, SequenceScores>();
   state: TrainState;
 
-  constructor(readonly engine: Engine, readonly samples: EngineSample[], readonly config: TrainConfig, state?: TrainState) {
+  constructor(
+    readonly engine: Engine,
+    readonly samples: EngineSample[],
+    readonly config: TrainConfig,
+    state?: TrainState,
+  ) {
     if (!samples.length) throw new Error('no training samples');
     const { objective, config: oc } = resolveObjective(config.objective, config.objectiveSettings ?? {});
     this.objectiveConfig = oc;
@@ -111,8 +121,11 @@ export class Trainer {
   async evaluate(samples: EngineSample[] = this.samples): Promise<LossResult> {
     const batch: PreferenceScores[] = [];
     for (const s of samples) {
-      batch.push({ policy: (await forwardSample(this.engine, s, this.requirements, 'policy')).scores,
-        reference: await this.referenceScores(s), swap: s.swap });
+      batch.push({
+        policy: (await forwardSample(this.engine, s, this.requirements, 'policy')).scores,
+        reference: await this.referenceScores(s),
+        swap: s.swap,
+      });
     }
     const { objective } = resolveObjective(this.config.objective, this.config.objectiveSettings ?? {});
     return evaluate(objective, this.objectiveConfig, batch);
@@ -123,7 +136,8 @@ export class Trainer {
     const { objective } = resolveObjective(this.config.objective, this.config.objectiveSettings ?? {});
     const grads = new Map<string, Float64Array>();
     let loss = 0;
-    const terms: Record<string, number> = {}, metrics: Record<string, number> = {};
+    const terms: Record<string, number> = {},
+      metrics: Record<string, number> = {};
     const ga = this.config.gradAccum;
     let n = 0;
     for (let a = 0; a < ga; a++) {
@@ -135,13 +149,15 @@ export class Trainer {
         scores.push({ policy: fwd[i].scores, reference: await this.referenceScores(batch[i]), swap: batch[i].swap });
       }
       const res = evaluate(objective, this.objectiveConfig, scores);
-      const parts = await Promise.all(batch.map(async (s, i) => {
-        const w: SequenceScores = {};
-        for (const [k, v] of Object.entries(res.grads[i])) w[k as keyof SequenceScores] = (v as number) / ga;
-        const mine = new Map<string, Float64Array>();
-        await backwardSample(this.engine, s, this.requirements, fwd[i], w, mine);
-        return mine;
-      }));
+      const parts = await Promise.all(
+        batch.map(async (s, i) => {
+          const w: SequenceScores = {};
+          for (const [k, v] of Object.entries(res.grads[i])) w[k as keyof SequenceScores] = (v as number) / ga;
+          const mine = new Map<string, Float64Array>();
+          await backwardSample(this.engine, s, this.requirements, fwd[i], w, mine);
+          return mine;
+        }),
+      );
       for (const mine of parts) addGradients(grads, mine);
       loss += res.loss / ga;
       for (const [k, v] of Object.entries(res.terms)) terms[k] = (terms[k] ?? 0) + v / ga;
@@ -153,8 +169,16 @@ export class Trainer {
     adamwStep(this.parameters(), grads, this.state.adam, this.config.optimizer, lr);
     await this.engine.uploadLora();
     this.state.step++;
-    return { step: this.state.step, epoch: this.state.epoch + this.state.position / this.state.order.length, loss,
-      learning_rate: lr, grad_norm: gradNorm, terms, metrics, samples: n };
+    return {
+      step: this.state.step,
+      epoch: this.state.epoch + this.state.position / this.state.order.length,
+      loss,
+      learning_rate: lr,
+      grad_norm: gradNorm,
+      terms,
+      metrics,
+      samples: n,
+    };
   }
 
   /** the trainable tensors by PEFT name (views of the engine's host LoRA) */

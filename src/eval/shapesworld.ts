@@ -6,5 +6,10 @@ import type { YesNoItem } from './yesno.js';
 export const BENCH_CATEGORIES = ['existence', 'attribute', 'relation', 'trap'] as const;
 
 export function shapesBenchmark(perCategory = 200, seed?: number): YesNoItem[] {
-  return benchmarkSet({ perCategory, seed }).map((it) => ({ category: it.category, image: render(it.scene), question: it.question, answer: it.answer }));
+  return benchmarkSet({ perCategory, seed }).map((it) => ({
+    category: it.category,
+    image: render(it.scene),
+    question: it.question,
+    answer: it.answer,
+  }));
 }

@@ -18,7 +18,12 @@ export interface YesNoItem {
   answer: 'yes' | 'no';
 }
 
-export interface CategoryMetrics { accuracy: number; f1: number; yes_ratio: number; n: number }
+export interface CategoryMetrics {
+  accuracy: number;
+  f1: number;
+  yes_ratio: number;
+  n: number;
+}
 
 export interface BenchmarkResult {
   model: string;
@@ -27,7 +32,8 @@ export interface BenchmarkResult {
 
 /** the first token of "Yes." and "No." as this tokenizer encodes an answer */
 export function yesNoTokens(m: Pick<ChatModel, 'tokenizer'>): { yes: number; no: number } {
-  const yes = encodeResponse(m.tokenizer, 'Yes.').ids[0], no = encodeResponse(m.tokenizer, 'No.').ids[0];
+  const yes = encodeResponse(m.tokenizer, 'Yes.').ids[0],
+    no = encodeResponse(m.tokenizer, 'No.').ids[0];
   if (yes === no) throw new Error('the tokenizer gives "Yes." and "No." the same first token; cannot score yes/no');
   return { yes, no };
 }
@@ -36,21 +42,40 @@ export function yesNoTokens(m: Pick<ChatModel, 'tokenizer'>): { yes: number; no:
  * log p(yes) − log p(no) for each item, from one engine pass per batch of questions (the two candidates
  * packed behind each prompt); `which` = 'policy' scores with the engine's adapter, 'reference' without
  */
-export async function yesNoMargins(engine: Engine, m: ChatModel, items: readonly YesNoItem[],
-  o: { batch?: number; which?: 'policy' | 'reference'; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<number[]> {
+export async function yesNoMargins(
+  engine: Engine,
+  m: ChatModel,
+  items: readonly YesNoItem[],
+  o: {
+    batch?: number;
+    which?: 'policy' | 'reference';
+    onProgress?: (done: number, total: number) => void;
+    signal?: AbortSignal;
+  } = {},
+): Promise<number[]> {
   const { yes, no } = yesNoTokens(m);
   const rows = items.map((it) => choiceRow(m, it.image, it.question, [yes, no], it.anchor));
-  const lps = await engine.scoreRows(rows, o.which ?? 'policy', { batch: o.batch ?? 32, onProgress: o.onProgress, signal: o.signal });
+  const lps = await engine.scoreRows(rows, o.which ?? 'policy', {
+    batch: o.batch ?? 32,
+    onProgress: o.onProgress,
+    signal: o.signal,
+  });
   return lps.map(([lpYes, lpNo]) => lpYes[0] - lpNo[0]);
 }
 
 export function categoryMetrics(answers: readonly ('yes' | 'no')[], saidYes: readonly boolean[]): CategoryMetrics {
-  let tp = 0, fp = 0, fn = 0, correct = 0, yesCount = 0;
+  let tp = 0,
+    fp = 0,
+    fn = 0,
+    correct = 0,
+    yesCount = 0;
   answers.forEach((a, i) => {
     const y = saidYes[i];
     if (y) yesCount++;
     if ((a === 'yes') === y) correct++;
-    if (y && a === 'yes') tp++; else if (y) fp++; else if (a === 'yes') fn++;
+    if (y && a === 'yes') tp++;
+    else if (y) fp++;
+    else if (a === 'yes') fn++;
   });
   const n = answers.length;
   return { accuracy: n ? correct / n : NaN, f1: tp ? (2 * tp) / (2 * tp + fp + fn) : 0, yes_ratio: n ? yesCount / n : NaN, n };
@@ -71,7 +96,9 @@ export function benchmarkMetrics(model: string, items: readonly YesNoItem[], mar
 export function formatBenchmark(r: BenchmarkResult): string {
   const lines = [`model: ${r.model}`, 'category     n     accuracy  F1      yes-ratio'];
   for (const [k, m] of Object.entries(r.categories)) {
-    lines.push(`${k.padEnd(12)} ${String(m.n).padEnd(5)} ${m.accuracy.toFixed(3).padEnd(9)} ${m.f1.toFixed(3).padEnd(7)} ${m.yes_ratio.toFixed(3)}`);
+    lines.push(
+      `${k.padEnd(12)} ${String(m.n).padEnd(5)} ${m.accuracy.toFixed(3).padEnd(9)} ${m.f1.toFixed(3).padEnd(7)} ${m.yes_ratio.toFixed(3)}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

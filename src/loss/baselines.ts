@@ -7,7 +7,15 @@
  */
 import { Scalar } from './scalar.js';
 import {
-  type Built, type Direction, type Inputs, type Objective, anchorLoss, directions, dpoLoss, key, margin,
+  type Built,
+  type Direction,
+  type Inputs,
+  type Objective,
+  anchorLoss,
+  directions,
+  dpoLoss,
+  key,
+  margin,
   rewardMetrics,
 } from './objective.js';
 import type { Img, Resp, SeqKey, SequenceRequirement } from './types.js';
@@ -41,7 +49,10 @@ function imageTraces(inp: Inputs, dirs: Direction[], beta: number) {
 
 // ---------------------------------------------------------------- DPO
 
-export interface DpoConfig { beta: number; tokenMask: boolean }
+export interface DpoConfig {
+  beta: number;
+  tokenMask: boolean;
+}
 
 /**
  * DPO (Rafailov et al. 2023, paper Eq. 4) on text preferences in single-image contexts:
@@ -58,7 +69,9 @@ export const dpo: Objective<DpoConfig> = {
     const losses = dirs.map((d) => dpoLoss(margin(inp, d.sample, key(d.target, d.chosen), key(d.target, d.rejected)), c.beta));
     const loss = meanOf(losses);
     return {
-      loss, terms: { dpo_loss: loss.value }, metrics: rewardMetrics('', responseTraces(inp, dirs, c.beta)),
+      loss,
+      terms: { dpo_loss: loss.value },
+      metrics: rewardMetrics('', responseTraces(inp, dirs, c.beta)),
       directions: dirs.map((d, i) => ({ sample: d.sample, target: d.target, pos: d.pos, loss: losses[i].value })),
     };
   },
@@ -66,7 +79,11 @@ export const dpo: Objective<DpoConfig> = {
 
 // ---------------------------------------------------------------- mDPO
 
-export interface MdpoConfig { beta: number; delta: number; tokenMask: boolean }
+export interface MdpoConfig {
+  beta: number;
+  delta: number;
+  tokenMask: boolean;
+}
 
 /**
  * mDPO (Wang et al. 2024), luka-group/mDPO mdpo_trainer.py L102-123, mean at L200:
@@ -83,20 +100,28 @@ export const mdpo: Objective<MdpoConfig> = {
   requirements: (c) => singleKeys(c.tokenMask),
   build(inp, c): Built {
     const dirs = directions(inp.batch);
-    const dpoL: Scalar[] = [], copo: Scalar[] = [], anch: Scalar[] = [], per: Scalar[] = [];
+    const dpoL: Scalar[] = [],
+      copo: Scalar[] = [],
+      anch: Scalar[] = [],
+      per: Scalar[] = [];
     for (const d of dirs) {
       const b = d.sample;
       const l1 = dpoLoss(margin(inp, b, key(d.target, d.chosen), key(d.target, d.rejected)), c.beta);
       const l2 = dpoLoss(imageMargin(inp, b, d.chosen, d.target, d.other), c.beta);
       const l3 = anchorLoss(inp.logRatio(b, key(d.target, d.chosen)), c.beta, c.delta);
-      dpoL.push(l1); copo.push(l2); anch.push(l3); per.push(l1.add(l2).add(l3));
+      dpoL.push(l1);
+      copo.push(l2);
+      anch.push(l3);
+      per.push(l1.add(l2).add(l3));
     }
     const loss = meanOf(per);
     return {
       loss,
       terms: { dpo_loss: meanOf(dpoL).value, conditional_loss: meanOf(copo).value, anchor_loss: meanOf(anch).value },
-      metrics: { ...rewardMetrics('', responseTraces(inp, dirs, c.beta)),
-        ...rewardMetrics('image_', imageTraces(inp, dirs, c.beta)) },
+      metrics: {
+        ...rewardMetrics('', responseTraces(inp, dirs, c.beta)),
+        ...rewardMetrics('image_', imageTraces(inp, dirs, c.beta)),
+      },
       directions: dirs.map((d, i) => ({ sample: d.sample, target: d.target, pos: d.pos, loss: per[i].value })),
     };
   },
@@ -104,7 +129,10 @@ export const mdpo: Objective<MdpoConfig> = {
 
 // ---------------------------------------------------------------- S-VCO-style visual DPO (image swap)
 
-export interface VisDpoConfig { beta: number; tokenMask: boolean }
+export interface VisDpoConfig {
+  beta: number;
+  tokenMask: boolean;
+}
 
 /**
  * Visual preference DPO with swapped images, the IC-VCO paper's Eq. 5 + Eq. 6 (the symmetric form of
@@ -125,7 +153,9 @@ export const visdpo: Objective<VisDpoConfig> = {
     // Eq. 5 + Eq. 6 per sample, mean over samples
     const loss = Scalar.linear(per.map((x) => [x, 1 / inp.size] as const));
     return {
-      loss, terms: { visdpo_loss: loss.value }, metrics: rewardMetrics('', imageTraces(inp, dirs, c.beta)),
+      loss,
+      terms: { visdpo_loss: loss.value },
+      metrics: rewardMetrics('', imageTraces(inp, dirs, c.beta)),
       directions: dirs.map((d, i) => ({ sample: d.sample, target: d.target, pos: d.pos, loss: per[i].value })),
     };
   },
@@ -133,7 +163,13 @@ export const visdpo: Objective<VisDpoConfig> = {
 
 // ---------------------------------------------------------------- S-VCO (official, with the text-only reference)
 
-export interface SvcoConfig { beta1: number; beta2: number; beta3: number; beta4: number; tokenMask: boolean }
+export interface SvcoConfig {
+  beta1: number;
+  beta2: number;
+  beta3: number;
+  beta4: number;
+  tokenMask: boolean;
+}
 
 /**
  * S-VCO as its official code computes it (s-vco/s-vco trainer.py L120-196, mean at L389): the prompt with
@@ -147,11 +183,15 @@ export const svco: Objective<SvcoConfig> = {
   title: 'S-VCO (attend/reject with a text-only intermediate reference)',
   source: 'Wu et al. 2025b, s-vco/s-vco trainer.py L120-196',
   defaults: () => ({ beta1: 0.1, beta2: 0.1, beta3: 0.1, beta4: 0.1, tokenMask: true }),
-  requirements: (c) => [...singleKeys(c.tokenMask),
-    { key: 'x|y', mask: c.tokenMask ? 'span' : 'full' }, { key: "x|y'", mask: c.tokenMask ? 'span' : 'full' }],
+  requirements: (c) => [
+    ...singleKeys(c.tokenMask),
+    { key: 'x|y', mask: c.tokenMask ? 'span' : 'full' },
+    { key: "x|y'", mask: c.tokenMask ? 'span' : 'full' },
+  ],
   build(inp, c): Built {
     const dirs = directions(inp.batch);
-    const attend: Scalar[] = [], reject: Scalar[] = [];
+    const attend: Scalar[] = [],
+      reject: Scalar[] = [];
     for (const d of dirs) {
       const [ba, br] = d.target === 'm' ? [c.beta1, c.beta2] : [c.beta3, c.beta4];
       const txt = key('x', d.chosen);
@@ -161,18 +201,31 @@ export const svco: Objective<SvcoConfig> = {
     const loss = Scalar.linear([...attend, ...reject].map((x) => [x, 1 / inp.size] as const));
     return {
       loss,
-      terms: { attend_loss: Scalar.linear(attend.map((x) => [x, 1 / inp.size] as const)).value,
-        reject_loss: Scalar.linear(reject.map((x) => [x, 1 / inp.size] as const)).value },
+      terms: {
+        attend_loss: Scalar.linear(attend.map((x) => [x, 1 / inp.size] as const)).value,
+        reject_loss: Scalar.linear(reject.map((x) => [x, 1 / inp.size] as const)).value,
+      },
       metrics: rewardMetrics('', imageTraces(inp, dirs, c.beta1)),
-      directions: dirs.map((d, i) => ({ sample: d.sample, target: d.target, pos: d.pos,
-        attend: attend[i].value, reject: reject[i].value })),
+      directions: dirs.map((d, i) => ({
+        sample: d.sample,
+        target: d.target,
+        pos: d.pos,
+        attend: attend[i].value,
+        reject: reject[i].value,
+      })),
     };
   },
 };
 
 // ---------------------------------------------------------------- SymMPO
 
-export interface SymMpoConfig { beta: number; beta2: number; lambda: number; marginWeight: number; tokenMask: boolean }
+export interface SymMpoConfig {
+  beta: number;
+  beta2: number;
+  lambda: number;
+  marginWeight: number;
+  tokenMask: boolean;
+}
 
 /**
  * SymMPO (Liu et al. 2025b), Liuwq-bit/SymMPO muffin/train/trainers.py L91-146, without its L_DPO_m term
@@ -188,17 +241,37 @@ export const symmpo: Objective<SymMpoConfig> = {
   defaults: () => ({ beta: 0.1, beta2: 0.1, lambda: 0.5, marginWeight: 1e-4, tokenMask: true }),
   requirements: (c) => singleKeys(c.tokenMask),
   build(inp, c): Built {
-    const sym: Scalar[] = [], anc: Scalar[] = [], cons: Scalar[] = [], per: Scalar[] = [];
+    const sym: Scalar[] = [],
+      anc: Scalar[] = [],
+      cons: Scalar[] = [],
+      per: Scalar[] = [];
     for (let b = 0; b < inp.size; b++) {
       const h1 = margin(inp, b, 'm|y', "m|y'");
       const h2 = margin(inp, b, "m'|y'", "m'|y");
       const s = dpoLoss(h1, c.beta).add(dpoLoss(h2, c.beta)).scale(c.lambda);
       const a = anchorLoss(inp.logRatio(b, 'm|y'), c.beta).add(anchorLoss(inp.logRatio(b, "m'|y'"), c.beta2));
       // h1 - h2 from the eight scores themselves, so huge inputs give a signed infinity, never Inf - Inf
-      const diff = Scalar.linear(([['m|y', 1], ["m|y'", -1], ["m'|y'", -1], ["m'|y", 1]] as const).flatMap(
-        ([k, sgn]) => [[inp.pol(b, k), sgn], [inp.ref(b, k), -sgn]] as const));
+      const diff = Scalar.linear(
+        (
+          [
+            ['m|y', 1],
+            ["m|y'", -1],
+            ["m'|y'", -1],
+            ["m'|y", 1],
+          ] as const
+        ).flatMap(
+          ([k, sgn]) =>
+            [
+              [inp.pol(b, k), sgn],
+              [inp.ref(b, k), -sgn],
+            ] as const,
+        ),
+      );
       const m = diff.mul(diff).scale(c.marginWeight);
-      sym.push(s); anc.push(a); cons.push(m); per.push(s.add(a).add(m));
+      sym.push(s);
+      anc.push(a);
+      cons.push(m);
+      per.push(s.add(a).add(m));
     }
     const loss = meanOf(per);
     const dirs = directions(inp.batch);
@@ -213,7 +286,12 @@ export const symmpo: Objective<SymMpoConfig> = {
 
 // ---------------------------------------------------------------- V-DPO
 
-export interface VdpoConfig { beta: number; gamma: number; responsePairs: boolean; tokenMask: boolean }
+export interface VdpoConfig {
+  beta: number;
+  gamma: number;
+  responsePairs: boolean;
+  tokenMask: boolean;
+}
 
 /**
  * V-DPO (Xie et al. 2024), YuxiXie/V-DPO llava_dpo/train/llava_trainer.py L572-771 with the guided log-prob
@@ -232,24 +310,35 @@ export const vdpo: Objective<VdpoConfig> = {
   requirements: (c) => singleKeys(c.tokenMask),
   build(inp, c): Built {
     if (c.responsePairs && c.gamma !== 1) {
-      throw new Error(`V-DPO response-contrast pairs with gamma=${c.gamma} need log π(y | zero image), which these ` +
-        'inputs do not carry: set gamma to 1 or responsePairs to false');
+      throw new Error(
+        `V-DPO response-contrast pairs with gamma=${c.gamma} need log π(y | zero image), which these ` +
+          'inputs do not carry: set gamma to 1 or responsePairs to false',
+      );
     }
     const dirs = directions(inp.batch);
     const per: Scalar[] = [];
     for (const d of dirs) {
       const b = d.sample;
-      const kt: SeqKey = key(d.target, d.chosen), ko: SeqKey = key(d.other, d.chosen);
-      const guided = Scalar.linear([[inp.pol(b, kt), c.gamma], [inp.pol(b, ko), -c.gamma],
-        [inp.ref(b, kt), -1], [inp.ref(b, ko), 1]]);
+      const kt: SeqKey = key(d.target, d.chosen),
+        ko: SeqKey = key(d.other, d.chosen);
+      const guided = Scalar.linear([
+        [inp.pol(b, kt), c.gamma],
+        [inp.pol(b, ko), -c.gamma],
+        [inp.ref(b, kt), -1],
+        [inp.ref(b, ko), 1],
+      ]);
       let l = dpoLoss(guided, c.beta);
       if (c.responsePairs) l = l.add(dpoLoss(margin(inp, b, kt, key(d.target, d.rejected)), c.beta));
       per.push(l);
     }
     const loss = meanOf(per);
     return {
-      loss, terms: { vdpo_loss: loss.value },
-      metrics: { ...rewardMetrics('', responseTraces(inp, dirs, c.beta)), ...rewardMetrics('image_', imageTraces(inp, dirs, c.beta)) },
+      loss,
+      terms: { vdpo_loss: loss.value },
+      metrics: {
+        ...rewardMetrics('', responseTraces(inp, dirs, c.beta)),
+        ...rewardMetrics('image_', imageTraces(inp, dirs, c.beta)),
+      },
       directions: dirs.map((d, i) => ({ sample: d.sample, target: d.target, pos: d.pos, loss: per[i].value })),
     };
   },

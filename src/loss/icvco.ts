@@ -27,7 +27,17 @@
  */
 import { Scalar, sigmoid } from './scalar.js';
 import {
-  type Built, type Direction, type Inputs, type Objective, anchorLoss, bceWithLogit, directions, dpoLoss, finiteMean, key, margin,
+  type Built,
+  type Direction,
+  type Inputs,
+  type Objective,
+  anchorLoss,
+  bceWithLogit,
+  directions,
+  dpoLoss,
+  finiteMean,
+  key,
+  margin,
   rewardMetrics,
 } from './objective.js';
 import type { DirectionTrace, Img, SequenceRequirement } from './types.js';
@@ -80,7 +90,12 @@ export interface IcVcoCodeConfig extends IcVcoSwitches {
 export type IcVcoConfig = IcVcoPaperConfig | IcVcoCodeConfig;
 
 const ALL_ON: IcVcoSwitches = {
-  singleBranch: true, multiBranch: true, vcdist: true, tokenMask: true, anchor: true, stopGradient: true,
+  singleBranch: true,
+  multiBranch: true,
+  vcdist: true,
+  tokenMask: true,
+  anchor: true,
+  stopGradient: true,
   dualGating: true,
 };
 
@@ -88,12 +103,34 @@ export function icvcoConfig(preset: 'paper', overrides?: Partial<IcVcoPaperConfi
 export function icvcoConfig(preset: 'reference-code', overrides?: Partial<IcVcoCodeConfig>): IcVcoCodeConfig;
 export function icvcoConfig(preset: IcVcoConfig['preset'], overrides: Partial<IcVcoConfig> = {}): IcVcoConfig {
   if (preset === 'paper') {
-    return { ...ALL_ON, preset, beta: 0.1, lambda1: 0.75, lambda2: 1.75, eta1: 1, eta2: 1, gamma: 0.3, tau: 0.5,
-      ...(overrides as Partial<IcVcoPaperConfig>), } as IcVcoPaperConfig;
+    return {
+      ...ALL_ON,
+      preset,
+      beta: 0.1,
+      lambda1: 0.75,
+      lambda2: 1.75,
+      eta1: 1,
+      eta2: 1,
+      gamma: 0.3,
+      tau: 0.5,
+      ...(overrides as Partial<IcVcoPaperConfig>),
+    } as IcVcoPaperConfig;
   }
   if (preset === 'reference-code') {
-    return { ...ALL_ON, preset, beta: 0.1, lambda_s: 1.75, lambda_m: 0.75, eta: 1, lambda_sA: 1.75, lambda_mA: 0.75,
-      gamma: 0.4, tau: 0.5, delta: 0, ...(overrides as Partial<IcVcoCodeConfig>), } as IcVcoCodeConfig;
+    return {
+      ...ALL_ON,
+      preset,
+      beta: 0.1,
+      lambda_s: 1.75,
+      lambda_m: 0.75,
+      eta: 1,
+      lambda_sA: 1.75,
+      lambda_mA: 0.75,
+      gamma: 0.4,
+      tau: 0.5,
+      delta: 0,
+      ...(overrides as Partial<IcVcoCodeConfig>),
+    } as IcVcoCodeConfig;
   }
   throw new Error(`unknown IC-VCO preset "${preset as string}": use "paper" or "reference-code"`);
 }
@@ -142,11 +179,14 @@ interface DirectionTerms {
 }
 
 function branchTerms(inp: Inputs, d: Direction, ctx: Img | `M>${Img}`, beta: number, delta: number): BranchTerms {
-  const kc = key(ctx, d.chosen), kr = key(ctx, d.rejected);
+  const kc = key(ctx, d.chosen),
+    kr = key(ctx, d.rejected);
   const h = margin(inp, d.sample, kc, kr);
   const lrc = inp.logRatio(d.sample, kc);
   return {
-    margin: h, loss: dpoLoss(h, beta), anchor: anchorLoss(lrc, beta, delta),
+    margin: h,
+    loss: dpoLoss(h, beta),
+    anchor: anchorLoss(lrc, beta, delta),
     reward: { chosen: beta * lrc.value, rejected: beta * inp.logRatio(d.sample, kr).value, pos: d.pos },
   };
 }
@@ -159,8 +199,14 @@ function directionTerms(inp: Inputs, d: Direction, c: IcVcoConfig): DirectionTer
   const trace: DirectionTrace = { sample: d.sample, target: d.target, pos: d.pos };
   const single = c.singleBranch ? branchTerms(inp, d, d.target, beta, delta) : undefined;
   const multi = c.multiBranch ? branchTerms(inp, d, `M>${d.target}`, beta, delta) : undefined;
-  if (single) { trace.h_single = single.margin.value; trace.p_single = sigmoid(beta * single.margin.value); }
-  if (multi) { trace.h_multi = multi.margin.value; trace.p_multi = sigmoid(beta * multi.margin.value); }
+  if (single) {
+    trace.h_single = single.margin.value;
+    trace.p_single = sigmoid(beta * single.margin.value);
+  }
+  if (multi) {
+    trace.h_multi = multi.margin.value;
+    trace.p_multi = sigmoid(beta * multi.margin.value);
+  }
   let vcdist: VcdistTerms | undefined;
   if (single && multi) {
     const zs = single.margin.scale(beta);
@@ -170,8 +216,15 @@ function directionTerms(inp: Inputs, d: Direction, c: IcVcoConfig): DirectionTer
     const gatePass = teacher.value > tau ? 1 : 0;
     const triggered = gatePass && student < teacher.value ? 1 : 0;
     const active = c.dualGating ? triggered : 1;
-    vcdist = { teacher: teacher.value, student, gatePass, triggered, active, kl: bernoulliKl(teacher.value, student),
-      bce: useVcdist && active ? bceWithLogit(zs, teacher) : undefined };
+    vcdist = {
+      teacher: teacher.value,
+      student,
+      gatePass,
+      triggered,
+      active,
+      kl: bernoulliKl(teacher.value, student),
+      bce: useVcdist && active ? bceWithLogit(zs, teacher) : undefined,
+    };
     trace.vcdist_gate_pass = gatePass;
     trace.vcdist_active = useVcdist ? active : 0;
   }
@@ -181,13 +234,21 @@ function directionTerms(inp: Inputs, d: Direction, c: IcVcoConfig): DirectionTer
 const meanOf = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1 / xs.length] as const)) : new Scalar(0));
 const sumOf = (xs: Scalar[]) => (xs.length ? Scalar.linear(xs.map((x) => [x, 1] as const)) : new Scalar(0));
 
-interface BranchMeans { Ls: Scalar; As: Scalar; Lm: Scalar; Am: Scalar; distilled: Scalar[] }
+interface BranchMeans {
+  Ls: Scalar;
+  As: Scalar;
+  Lm: Scalar;
+  Am: Scalar;
+  distilled: Scalar[];
+}
 
 function branchMeans(dirs: DirectionTerms[]): BranchMeans {
   const pick = (f: (t: DirectionTerms) => Scalar | undefined) => dirs.map(f).filter((x): x is Scalar => x !== undefined);
   return {
-    Ls: meanOf(pick((t) => t.single?.loss)), As: meanOf(pick((t) => t.single?.anchor)),
-    Lm: meanOf(pick((t) => t.multi?.loss)), Am: meanOf(pick((t) => t.multi?.anchor)),
+    Ls: meanOf(pick((t) => t.single?.loss)),
+    As: meanOf(pick((t) => t.single?.anchor)),
+    Lm: meanOf(pick((t) => t.multi?.loss)),
+    Am: meanOf(pick((t) => t.multi?.anchor)),
     distilled: pick((t) => t.vcdist?.bce),
   };
 }
@@ -196,7 +257,11 @@ function branchMeans(dirs: DirectionTerms[]): BranchMeans {
  * The paper (Eq. 14-15): per direction ½[λ1(L_Multi + η1 L_MultiAnc) + λ2(L_Single + η2 L_SingleAnc) +
  * γ·1[gate]·BCE], the two targets of a sample summed, samples averaged
  */
-function combinePaper(dirs: DirectionTerms[], c: IcVcoPaperConfig, samples: number): { loss: Scalar; terms: Record<string, number> } {
+function combinePaper(
+  dirs: DirectionTerms[],
+  c: IcVcoPaperConfig,
+  samples: number,
+): { loss: Scalar; terms: Record<string, number> } {
   const anc = c.anchor ? 1 : 0;
   const perDirection = dirs.map((t) => {
     const parts: Array<readonly [Scalar, number]> = [];
@@ -214,7 +279,8 @@ function combinePaper(dirs: DirectionTerms[], c: IcVcoPaperConfig, samples: numb
       vcdist_loss: V.value,
       loss_multi_weighted: c.multiBranch ? c.lambda1 * (m.Lm.value + anc * c.eta1 * m.Am.value) : 0,
       loss_single_weighted: c.singleBranch ? c.lambda2 * (m.Ls.value + anc * c.eta2 * m.As.value) : 0,
-      loss_anchor_weighted: anc * ((c.multiBranch ? c.lambda1 * c.eta1 * m.Am.value : 0) + (c.singleBranch ? c.lambda2 * c.eta2 * m.As.value : 0)),
+      loss_anchor_weighted:
+        anc * ((c.multiBranch ? c.lambda1 * c.eta1 * m.Am.value : 0) + (c.singleBranch ? c.lambda2 * c.eta2 * m.As.value : 0)),
       loss_vcdist_weighted: useVcdist ? c.gamma * V.value : 0,
     },
   };
@@ -231,15 +297,26 @@ function combineReferenceCode(dirs: DirectionTerms[], c: IcVcoCodeConfig): { los
   const anc = c.anchor ? 1 : 0;
   // λ·(L + η·A): the aliased base_loss; + λ_A·A: the explicit anchor term
   const singleTotal = c.singleBranch
-    ? Scalar.linear([[m.Ls, c.lambda_s], [m.As, anc * (c.lambda_s * c.eta + c.lambda_sA)], [V, useVcdist ? c.gamma : 0]]) : undefined;
-  const multiTotal = c.multiBranch ? Scalar.linear([[m.Lm, c.lambda_m], [m.Am, anc * (c.lambda_m * c.eta + c.lambda_mA)]]) : undefined;
+    ? Scalar.linear([
+        [m.Ls, c.lambda_s],
+        [m.As, anc * (c.lambda_s * c.eta + c.lambda_sA)],
+        [V, useVcdist ? c.gamma : 0],
+      ])
+    : undefined;
+  const multiTotal = c.multiBranch
+    ? Scalar.linear([
+        [m.Lm, c.lambda_m],
+        [m.Am, anc * (c.lambda_m * c.eta + c.lambda_mA)],
+      ])
+    : undefined;
   return {
     loss: singleTotal && multiTotal ? singleTotal.add(multiTotal).scale(0.5) : (singleTotal ?? multiTotal)!,
     terms: {
       vcdist_loss: V.value,
       loss_single_weighted: c.singleBranch ? c.lambda_s * (m.Ls.value + anc * c.eta * m.As.value) : 0,
       loss_multi_weighted: c.multiBranch ? c.lambda_m * (m.Lm.value + anc * c.eta * m.Am.value) : 0,
-      loss_anchor_weighted: anc * ((c.singleBranch ? c.lambda_sA * m.As.value : 0) + (c.multiBranch ? c.lambda_mA * m.Am.value : 0)),
+      loss_anchor_weighted:
+        anc * ((c.singleBranch ? c.lambda_sA * m.As.value : 0) + (c.multiBranch ? c.lambda_mA * m.Am.value : 0)),
       loss_vcdist_weighted: useVcdist ? c.gamma * V.value : 0,
     },
   };
@@ -254,8 +331,12 @@ function build(inp: Inputs, c: IcVcoConfig): Built {
   const { loss, terms } = c.preset === 'paper' ? combinePaper(dirs, c, inp.size) : combineReferenceCode(dirs, c);
   const m = branchMeans(dirs);
   const allTerms: Record<string, Scalar | number> = {
-    single_loss: m.Ls.value, multi_loss: m.Lm.value, single_anchor_loss: m.As.value, multi_anchor_loss: m.Am.value,
-    ...terms, loss_combined: loss.value,
+    single_loss: m.Ls.value,
+    multi_loss: m.Lm.value,
+    single_anchor_loss: m.As.value,
+    multi_anchor_loss: m.Am.value,
+    ...terms,
+    loss_combined: loss.value,
   };
   const metrics: Record<string, number> = {};
   const singles = dirs.flatMap((t) => (t.single ? [t.single.reward] : []));
@@ -277,7 +358,8 @@ function bernoulliKl(t: number, s: number): number {
 function vcdistMetrics(dirs: Array<VcdistTerms & { pos: 1 | 2 }>, tau: number): Record<string, number> {
   const N = dirs.length;
   const sum = (f: (d: VcdistTerms) => number, of = dirs) => of.reduce((a, d) => a + f(d), 0);
-  const nPass = sum((d) => d.gatePass), nTrig = sum((d) => d.triggered);
+  const nPass = sum((d) => d.gatePass),
+    nTrig = sum((d) => d.triggered);
   /** mean KL over the directions a weight selects (0 when none) */
   const klOver = (w: (d: VcdistTerms) => number) => {
     const n = sum(w);

@@ -5,8 +5,15 @@
  */
 import { Scalar, sigmoid, softplus } from './scalar.js';
 import {
-  type DirectionTrace, type Img, type LossResult, type PreferenceScores, type Resp, type SeqKey,
-  type SequenceRequirement, type SequenceScores, ScoreInputError,
+  type DirectionTrace,
+  type Img,
+  type LossResult,
+  type PreferenceScores,
+  type Resp,
+  type SeqKey,
+  type SequenceRequirement,
+  type SequenceScores,
+  ScoreInputError,
 } from './types.js';
 
 export interface Built {
@@ -31,19 +38,25 @@ export interface Objective<C> {
 /** Policy scores become autodiff leaves; reference scores are constants (the reference is frozen). */
 export class Inputs {
   private readonly leaves: Array<Map<SeqKey, Scalar>>;
-  constructor(readonly batch: ReadonlyArray<PreferenceScores>, required: ReadonlyArray<SequenceRequirement>) {
+  constructor(
+    readonly batch: ReadonlyArray<PreferenceScores>,
+    required: ReadonlyArray<SequenceRequirement>,
+  ) {
     if (batch.length === 0) throw new ScoreInputError('empty batch: pass at least one preference sample');
     batch.forEach((s, b) => {
       for (const { key } of required) {
         for (const side of ['policy', 'reference'] as const) {
           const v = s[side]?.[key];
           if (typeof v !== 'number') {
-            throw new ScoreInputError(`sample ${b}: ${side} score "${key}" is missing; this objective needs ` +
-              `${required.map((r) => r.key).join(', ')}`);
+            throw new ScoreInputError(
+              `sample ${b}: ${side} score "${key}" is missing; this objective needs ` +
+                `${required.map((r) => r.key).join(', ')}`,
+            );
           }
           if (!Number.isFinite(v)) {
-            throw new ScoreInputError(`sample ${b}: ${side} score "${key}" is ${v}; sequence scores must be finite ` +
-              `sums of token log-probs`);
+            throw new ScoreInputError(
+              `sample ${b}: ${side} score "${key}" is ${v}; sequence scores must be finite ` + `sums of token log-probs`,
+            );
           }
         }
       }
@@ -70,7 +83,10 @@ export class Inputs {
 
   /** log π(key) - log π_ref(key) */
   logRatio(b: number, key: SeqKey): Scalar {
-    return Scalar.linear([[this.pol(b, key), 1], [this.ref(b, key), -1]]);
+    return Scalar.linear([
+      [this.pol(b, key), 1],
+      [this.ref(b, key), -1],
+    ]);
   }
 
   grads(): SequenceScores[] {
@@ -98,8 +114,11 @@ export function directions(batch: ReadonlyArray<PreferenceScores>): Direction[] 
     batch.forEach((s, sample) => {
       const first: Img = s.swap ? "m'" : 'm';
       out.push({
-        sample, target, other: target === 'm' ? "m'" : 'm',
-        chosen: target === 'm' ? 'y' : "y'", rejected: target === 'm' ? "y'" : 'y',
+        sample,
+        target,
+        other: target === 'm' ? "m'" : 'm',
+        chosen: target === 'm' ? 'y' : "y'",
+        rejected: target === 'm' ? "y'" : 'y',
         pos: target === first ? 1 : 2,
       });
     });
@@ -112,7 +131,10 @@ export const key = (ctx: Img | `M>${Img}` | 'x', resp: Resp): SeqKey => `${ctx}|
 /** DPO's implicit margin h = log-ratio(chosen) - log-ratio(rejected), in nats (β not applied) */
 export function margin(inp: Inputs, b: number, chosen: SeqKey, rejected: SeqKey): Scalar {
   return Scalar.linear([
-    [inp.pol(b, chosen), 1], [inp.ref(b, chosen), -1], [inp.pol(b, rejected), -1], [inp.ref(b, rejected), 1],
+    [inp.pol(b, chosen), 1],
+    [inp.ref(b, chosen), -1],
+    [inp.pol(b, rejected), -1],
+    [inp.ref(b, rejected), 1],
   ]);
 }
 
@@ -135,7 +157,10 @@ export function bceWithLogit(z: Scalar, t: Scalar): Scalar {
   // d/dz = σ(z) - t and d/dt = -z, the closed forms
   const tv = t.value;
   const value = (tv === 0 ? 0 : tv * softplus(-z.value)) + (tv === 1 ? 0 : (1 - tv) * softplus(z.value));
-  return new Scalar(value, [[z, sigmoid(z.value) - tv], [t, -z.value]]);
+  return new Scalar(value, [
+    [z, sigmoid(z.value) - tv],
+    [t, -z.value],
+  ]);
 }
 
 /** A mean that stays finite for finite inputs however large (a diagnostic must never read NaN). */

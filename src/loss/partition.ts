@@ -68,8 +68,14 @@ export interface PairAnalysis {
 
 function analyse(trueMargin: number, residual: number): PairAnalysis {
   const implicitMargin = trueMargin - residual;
-  return { trueMargin, implicitMargin, residual, pTrue: sigmoid(trueMargin), pImplicit: sigmoid(implicitMargin),
-    boundaryShift: residual };
+  return {
+    trueMargin,
+    implicitMargin,
+    residual,
+    pTrue: sigmoid(trueMargin),
+    pImplicit: sigmoid(implicitMargin),
+    boundaryShift: residual,
+  };
 }
 
 /** Response preference y_i ≻ y_j inside one context (DPO, and IC-VCO's shared context (M, x̂)): Z cancels. */
@@ -87,21 +93,35 @@ export function sameContextPair(ctx: ToyContext, beta: number, i: number, j: num
  * cross-anchor regrouping (A = (M, x̂), B = (M, x̂')). The residual is β (log Z(A) - log Z(B)).
  */
 export function crossContextPair(a: ToyContext, b: ToyContext, beta: number, i: number): PairAnalysis {
-  const pa = optimalLogProbs(a, beta), pb = optimalLogProbs(b, beta);
-  const ra = logNormalise(a.refLogits), rb = logNormalise(b.refLogits);
+  const pa = optimalLogProbs(a, beta),
+    pb = optimalLogProbs(b, beta);
+  const ra = logNormalise(a.refLogits),
+    rb = logNormalise(b.refLogits);
   const implicit = beta * (pa[i] - ra[i]) - beta * (pb[i] - rb[i]);
   const trueMargin = a.rewards[i] - b.rewards[i];
   const residual = beta * (logPartition(a, beta) - logPartition(b, beta));
-  return { trueMargin, implicitMargin: implicit, residual, pTrue: sigmoid(trueMargin), pImplicit: sigmoid(implicit),
-    boundaryShift: residual };
+  return {
+    trueMargin,
+    implicitMargin: implicit,
+    residual,
+    pTrue: sigmoid(trueMargin),
+    pImplicit: sigmoid(implicit),
+    boundaryShift: residual,
+  };
 }
 
 /**
  * For a policy that is not (yet) optimal: the image-swap DPO loss as trained (Eq. 5, residual dropped) next
  * to the theory-consistent one (Eq. 7, residual kept), for response i preferred in A over B.
  */
-export function imageSwapLosses(policyA: ReadonlyArray<number>, policyB: ReadonlyArray<number>, a: ToyContext,
-  b: ToyContext, beta: number, i: number): { biased: number; consistent: number; residual: number } {
+export function imageSwapLosses(
+  policyA: ReadonlyArray<number>,
+  policyB: ReadonlyArray<number>,
+  a: ToyContext,
+  b: ToyContext,
+  beta: number,
+  i: number,
+): { biased: number; consistent: number; residual: number } {
   const da = implicitRewards(policyA, a, beta)[i];
   const db = implicitRewards(policyB, b, beta)[i];
   const residual = beta * (logPartition(a, beta) - logPartition(b, beta));
@@ -121,7 +141,9 @@ export function exampleWorld(): { responses: string[]; m: ToyContext; mPrime: To
 
 function checkContext(ctx: ToyContext): void {
   if (ctx.refLogits.length !== ctx.rewards.length || ctx.refLogits.length === 0) {
-    throw new Error(`toy context "${ctx.label}": refLogits (${ctx.refLogits.length}) and rewards ` +
-      `(${ctx.rewards.length}) must list the same non-empty response set`);
+    throw new Error(
+      `toy context "${ctx.label}": refLogits (${ctx.refLogits.length}) and rewards ` +
+        `(${ctx.rewards.length}) must list the same non-empty response set`,
+    );
   }
 }

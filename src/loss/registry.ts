@@ -6,7 +6,13 @@ import type { LossResult, PreferenceScores, SequenceRequirement } from './types.
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const OBJECTIVES: Record<string, Objective<any>> = {
-  icvco, dpo, mdpo, visdpo, svco, symmpo, vdpo,
+  icvco,
+  dpo,
+  mdpo,
+  visdpo,
+  svco,
+  symmpo,
+  vdpo,
 };
 
 export function getObjective(id: string): Objective<unknown> {
@@ -19,8 +25,12 @@ export function getObjective(id: string): Objective<unknown> {
  * Resolve an objective id (and, for IC-VCO, a preset: 'icvco', 'icvco:paper', 'icvco:reference-code')
  * plus overrides into the objective and a full config.
  */
-export function resolveObjective(spec: string, overrides: Record<string, unknown> = {}): {
-  objective: Objective<unknown>; config: Record<string, unknown>;
+export function resolveObjective(
+  spec: string,
+  overrides: Record<string, unknown> = {},
+): {
+  objective: Objective<unknown>;
+  config: Record<string, unknown>;
 } {
   const [id, preset] = spec.split(':');
   const objective = getObjective(id);
@@ -35,14 +45,19 @@ export function resolveObjective(spec: string, overrides: Record<string, unknown
   }
   const bad = unknownKeys(config);
   if (bad.length) {
-    throw new Error(`objective "${spec}" has no setting ${bad.map((k) => `"${k}"`).join(', ')}; its settings are ` +
-      Object.keys(config).join(', '));
+    throw new Error(
+      `objective "${spec}" has no setting ${bad.map((k) => `"${k}"`).join(', ')}; its settings are ` +
+        Object.keys(config).join(', '),
+    );
   }
   return { objective, config: { ...config, ...overrides } };
 }
 
-export function computeLoss(spec: string, batch: ReadonlyArray<PreferenceScores>,
-  overrides: Record<string, unknown> = {}): LossResult {
+export function computeLoss(
+  spec: string,
+  batch: ReadonlyArray<PreferenceScores>,
+  overrides: Record<string, unknown> = {},
+): LossResult {
   const { objective, config } = resolveObjective(spec, overrides);
   return evaluate(objective, config, batch);
 }

@@ -23,11 +23,17 @@ export class Scalar {
 
   add(o: number | Scalar): Scalar {
     const b = Scalar.of(o);
-    return new Scalar(this.value + b.value, [[this, 1], [b, 1]]);
+    return new Scalar(this.value + b.value, [
+      [this, 1],
+      [b, 1],
+    ]);
   }
 
   sub(o: number | Scalar): Scalar {
-    return Scalar.linear([[this, 1], [o, -1]]);
+    return Scalar.linear([
+      [this, 1],
+      [o, -1],
+    ]);
   }
 
   /**
@@ -50,7 +56,10 @@ export class Scalar {
 
   mul(o: number | Scalar): Scalar {
     const b = Scalar.of(o);
-    return new Scalar(this.value * b.value, [[this, b.value], [b, this.value]]);
+    return new Scalar(this.value * b.value, [
+      [this, b.value],
+      [b, this.value],
+    ]);
   }
 
   scale(k: number): Scalar {
@@ -92,7 +101,10 @@ export class Scalar {
       const top = stack[stack.length - 1];
       const [node, i] = top;
       if (i === 0) {
-        if (seen.has(node)) { stack.pop(); continue; }
+        if (seen.has(node)) {
+          stack.pop();
+          continue;
+        }
         seen.add(node);
       }
       if (i < node.parents.length) {

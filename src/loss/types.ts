@@ -24,7 +24,16 @@ export type Ctx = Img | `M>${Img}` | 'x';
 export type SeqKey = `${Ctx}|${Resp}`;
 
 export const SEQ_KEYS: readonly SeqKey[] = [
-  'm|y', "m|y'", "m'|y", "m'|y'", 'M>m|y', "M>m|y'", "M>m'|y", "M>m'|y'", 'x|y', "x|y'",
+  'm|y',
+  "m|y'",
+  "m'|y",
+  "m'|y'",
+  'M>m|y',
+  "M>m|y'",
+  "M>m'|y",
+  "M>m'|y'",
+  'x|y',
+  "x|y'",
 ];
 
 /** Scores keyed by sequence; an objective reads only the keys its requirements name. */

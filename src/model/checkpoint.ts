@@ -46,7 +46,9 @@ export function expectTensor(source: TensorSource, name: string, shape: readonly
 /** like expectTensor, but only checks presence and shape (without decoding where the source can tell) */
 export function checkTensorShape(source: TensorSource, name: string, shape: readonly number[]): void {
   if (!source.has(name)) {
-    throw new CheckpointError(`${source.location}: tensor "${name}" (expected shape ${fmt(shape)}) is missing from the checkpoint`);
+    throw new CheckpointError(
+      `${source.location}: tensor "${name}" (expected shape ${fmt(shape)}) is missing from the checkpoint`,
+    );
   }
   const got = source.info?.(name)?.shape ?? source.get(name).shape;
   if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
@@ -65,12 +67,18 @@ export function checkTensors(source: TensorSource, expected: Iterable<{ name: st
       problems.push(e.message);
     }
   }
-  if (problems.length) throw new CheckpointError(problems.length === 1 ? problems[0] : `${problems.length} tensors do not match:\n${problems.join('\n')}`);
+  if (problems.length)
+    throw new CheckpointError(
+      problems.length === 1 ? problems[0] : `${problems.length} tensors do not match:\n${problems.join('\n')}`,
+    );
 }
 
 /** a checkpoint of float32 tensors held in memory (weights being trained, a model built in code) */
-export function memoryCheckpoint(config: Record<string, unknown>, tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
-  location = 'weights in memory'): Checkpoint {
+export function memoryCheckpoint(
+  config: Record<string, unknown>,
+  tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+  location = 'weights in memory',
+): Checkpoint {
   const get = (name: string): HostTensor => {
     const t = tensors.get(name);
     if (!t) throw new CheckpointError(`${location}: tensor "${name}" is missing`);
@@ -78,7 +86,13 @@ export function memoryCheckpoint(config: Record<string, unknown>, tensors: Reado
   };
   return {
     config,
-    tensors: { location, names: () => [...tensors.keys()], has: (n) => tensors.has(n), get, fileOf: () => location,
-      info: (n) => (tensors.has(n) ? { dtype: 'F32', shape: tensors.get(n)!.shape } : undefined) },
+    tensors: {
+      location,
+      names: () => [...tensors.keys()],
+      has: (n) => tensors.has(n),
+      get,
+      fileOf: () => location,
+      info: (n) => (tensors.has(n) ? { dtype: 'F32', shape: tensors.get(n)!.shape } : undefined),
+    },
   };
 }

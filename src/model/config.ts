@@ -15,7 +15,12 @@ type Json = Record<string, unknown>;
 
 /** typed access to a config object; every error names the file and the dotted field */
 export class ConfigReader {
-  constructor(readonly raw: Json, readonly file: string, readonly prefix = '', private readonly defaulted: string[] = []) {}
+  constructor(
+    readonly raw: Json,
+    readonly file: string,
+    readonly prefix = '',
+    private readonly defaulted: string[] = [],
+  ) {}
 
   private path(k: string) {
     return this.prefix ? `${this.prefix}.${k}` : k;
@@ -96,7 +101,10 @@ function parseRope(t: ConfigReader): { ropeTheta: number; ropeType: string; rope
   const typeKey = src?.has('rope_type') ? 'rope_type' : src?.has('type') ? 'type' : undefined;
   const ropeType = src && typeKey ? src.str(typeKey) : 'default';
   if (!(ROPE_TYPES as readonly string[]).includes(ropeType)) {
-    src!.fail(typeKey!, `is "${ropeType}"; supported: ${ROPE_TYPES.join(', ')} (dynamic, yarn, longrope and other scalings are not implemented)`);
+    src!.fail(
+      typeKey!,
+      `is "${ropeType}"; supported: ${ROPE_TYPES.join(', ')} (dynamic, yarn, longrope and other scalings are not implemented)`,
+    );
   }
   for (const r of [rp, rs]) {
     if (r?.has('partial_rotary_factor') && r.num('partial_rotary_factor') !== 1) {
@@ -110,8 +118,10 @@ function parseRope(t: ConfigReader): { ropeTheta: number; ropeType: string; rope
   const factor = src!.num('factor');
   if (!(factor > 0)) src!.fail('factor', `must be positive (got ${factor})`);
   if (ropeType === 'linear') return { ropeTheta, ropeType, ropeScaling: { type: 'linear', factor } };
-  const lowFreqFactor = src!.num('low_freq_factor'), highFreqFactor = src!.num('high_freq_factor');
-  if (!(highFreqFactor > lowFreqFactor)) src!.fail('high_freq_factor', `(${highFreqFactor}) must exceed low_freq_factor (${lowFreqFactor})`);
+  const lowFreqFactor = src!.num('low_freq_factor'),
+    highFreqFactor = src!.num('high_freq_factor');
+  if (!(highFreqFactor > lowFreqFactor))
+    src!.fail('high_freq_factor', `(${highFreqFactor}) must exceed low_freq_factor (${lowFreqFactor})`);
   const originalMaxPositions = src!.int('original_max_position_embeddings');
   return { ropeTheta, ropeType, ropeScaling: { type: 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions } };
 }
@@ -119,24 +129,32 @@ function parseRope(t: ConfigReader): { ropeTheta: number; ropeType: string; rope
 /** text_config of a Llama or Qwen2 LM (LlamaConfig / Qwen2Config defaults where optional) */
 export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextSpec {
   const modelType = t.str('model_type', 'llama');
-  if (!(TEXT_TYPES as readonly string[]).includes(modelType)) t.fail('model_type', `is "${modelType}"; supported: ${TEXT_TYPES.join(', ')}`);
+  if (!(TEXT_TYPES as readonly string[]).includes(modelType))
+    t.fail('model_type', `is "${modelType}"; supported: ${TEXT_TYPES.join(', ')}`);
   const qwen = modelType === 'qwen2';
   const hidden = t.int('hidden_size');
   const heads = t.int('num_attention_heads');
   const kvHeads = t.int('num_key_value_heads', heads);
   if (heads % kvHeads) t.fail('num_key_value_heads', `(${kvHeads}) must divide num_attention_heads (${heads})`);
-  if (!t.has('head_dim') && hidden % heads) t.fail('hidden_size', `(${hidden}) is not a multiple of num_attention_heads (${heads}) and head_dim is absent`);
+  if (!t.has('head_dim') && hidden % heads)
+    t.fail('hidden_size', `(${hidden}) is not a multiple of num_attention_heads (${heads}) and head_dim is absent`);
   const headDim = t.has('head_dim') ? t.int('head_dim') : hidden / heads;
   if (headDim % 2) t.fail('head_dim', `(${headDim}) must be even for rotary embeddings`);
   const hiddenAct = t.str('hidden_act', 'silu');
   if (hiddenAct !== 'silu') t.fail('hidden_act', `is "${hiddenAct}"; the decoder's MLP is SwiGLU: only "silu" is supported`);
   // Qwen2 applies a sliding window to layers >= max_window_layers when use_sliding_window is on
   if (qwen && t.has('use_sliding_window') && t.bool('use_sliding_window')) {
-    t.fail('use_sliding_window', 'is true; sliding-window attention is not implemented (every layer attends to the whole sequence)');
+    t.fail(
+      'use_sliding_window',
+      'is true; sliding-window attention is not implemented (every layer attends to the whole sequence)',
+    );
   }
   const layerTypes = t.value('layer_types');
   if (Array.isArray(layerTypes) && layerTypes.some((x) => x !== 'full_attention')) {
-    t.fail('layer_types', `lists ${[...new Set(layerTypes.filter((x) => x !== 'full_attention'))].map((x) => JSON.stringify(x)).join(', ')}; only "full_attention" layers are supported`);
+    t.fail(
+      'layer_types',
+      `lists ${[...new Set(layerTypes.filter((x) => x !== 'full_attention'))].map((x) => JSON.stringify(x)).join(', ')}; only "full_attention" layers are supported`,
+    );
   }
   const attentionBias = qwen ? true : t.bool('attention_bias', false);
   const tie = top.has('tie_word_embeddings') ? top.bool('tie_word_embeddings') : t.bool('tie_word_embeddings', false);
@@ -144,7 +162,10 @@ export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextSpec {
   if (!(rmsEps > 0)) t.fail('rms_norm_eps', `must be positive (got ${rmsEps})`);
   return {
     modelType: modelType as TextSpec['modelType'],
-    hidden, heads, kvHeads, headDim,
+    hidden,
+    heads,
+    kvHeads,
+    headDim,
     inter: t.int('intermediate_size'),
     layers: t.int('num_hidden_layers'),
     vocab: t.int('vocab_size'),
@@ -159,7 +180,14 @@ export function parseTextConfig(t: ConfigReader, top: ConfigReader): TextSpec {
   };
 }
 
-export interface VisionDefaults { hidden: number; inter: number; layers: number; heads: number; imageSize: number; patchSize: number }
+export interface VisionDefaults {
+  hidden: number;
+  inter: number;
+  layers: number;
+  heads: number;
+  imageSize: number;
+  patchSize: number;
+}
 
 /** the GELU forms the tower graphs implement: the tanh approximation and the exact (erf) one */
 export const GELU_TANH = ['gelu_pytorch_tanh', 'gelu_new', 'gelu_fast'] as const;
@@ -177,20 +205,27 @@ export function geluField(r: ConfigReader, k: string, fallback: string): string 
 export function parseVisionConfig(v: ConfigReader, types: readonly string[], d: VisionDefaults): VisionSpec {
   const modelType = v.str('model_type', types[0]);
   if (!types.includes(modelType)) v.fail('model_type', `is "${modelType}"; expected ${types.join(' or ')}`);
-  const hidden = v.int('hidden_size', d.hidden), heads = v.int('num_attention_heads', d.heads);
+  const hidden = v.int('hidden_size', d.hidden),
+    heads = v.int('num_attention_heads', d.heads);
   if (hidden % heads) v.fail('hidden_size', `(${hidden}) is not a multiple of num_attention_heads (${heads})`);
   // the patch conv has stride patch_size: floor(image_size / patch_size) patches a side (SigLIP 384/14: 27)
-  const imageSize = v.int('image_size', d.imageSize), patchSize = v.int('patch_size', d.patchSize);
+  const imageSize = v.int('image_size', d.imageSize),
+    patchSize = v.int('patch_size', d.patchSize);
   if (patchSize > imageSize) v.fail('patch_size', `(${patchSize}) is larger than image_size (${imageSize})`);
   const numChannels = v.int('num_channels', 3);
   if (numChannels !== 3) v.fail('num_channels', `is ${numChannels}; the image processors give RGB (3 channels)`);
   const layerNormEps = v.num('layer_norm_eps', 1e-6);
   if (!(layerNormEps > 0)) v.fail('layer_norm_eps', `must be positive (got ${layerNormEps})`);
   return {
-    modelType, hidden, heads,
+    modelType,
+    hidden,
+    heads,
     inter: v.int('intermediate_size', d.inter),
     layers: v.int('num_hidden_layers', d.layers),
-    imageSize, patchSize, numChannels, layerNormEps,
+    imageSize,
+    patchSize,
+    numChannels,
+    layerNormEps,
     hiddenAct: geluField(v, 'hidden_act', 'gelu_pytorch_tanh'),
   };
 }

@@ -33,7 +33,11 @@ export interface ModelData {
  * return them): config.json, tokenizer.json (+ tokenizer_config.json, chat template), preprocessor_config.json
  * (+ processor_config.json). Errors name `location/<file>`.
  */
-export function modelDataFromFiles(files: ReadonlyMap<string, Uint8Array>, location: string, opts: ProcessorOptions = {}): ModelData {
+export function modelDataFromFiles(
+  files: ReadonlyMap<string, Uint8Array>,
+  location: string,
+  opts: ProcessorOptions = {},
+): ModelData {
   const need = (name: string) => {
     const b = files.get(name);
     if (!b) throw new Error(`${location}/${name} is missing`);

@@ -13,8 +13,14 @@ export const WEIGHTS_INDEX = 'model.safetensors.index.json';
 
 /** files a VLM checkpoint folder usually holds besides the weights (read when present) */
 export const AUX_FILES = [
-  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.json', 'chat_template.jinja',
-  'preprocessor_config.json', 'processor_config.json', 'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'chat_template.json',
+  'chat_template.jinja',
+  'preprocessor_config.json',
+  'processor_config.json',
+  'generation_config.json',
 ] as const;
 
 /** parse a JSON file's bytes (or text); errors name the file */
@@ -36,7 +42,8 @@ export function shardsFromIndex(index: Record<string, unknown>, file: string): s
   const shards = [...new Set(Object.values(map as Record<string, unknown>).map(String))];
   if (!shards.length) throw new CheckpointError(`${file}: "weight_map" lists no files`);
   for (const s of shards) {
-    if (s.includes('/') || s.includes('\\') || s === '..') throw new CheckpointError(`${file}: shard name "${s}" is not a plain file name`);
+    if (s.includes('/') || s.includes('\\') || s === '..')
+      throw new CheckpointError(`${file}: shard name "${s}" is not a plain file name`);
   }
   return shards;
 }
@@ -57,7 +64,11 @@ export class SafetensorsSource implements TensorSource {
   private readonly files = new Map<string, { bytes: Uint8Array; header: SafeHeader }>();
   private readonly where = new Map<string, string>();
 
-  constructor(readonly location: string, files: SafetensorsBytes[], index?: { file: string; weightMap: Record<string, string>; nameOf: (shard: string) => string }) {
+  constructor(
+    readonly location: string,
+    files: SafetensorsBytes[],
+    index?: { file: string; weightMap: Record<string, string>; nameOf: (shard: string) => string },
+  ) {
     for (const { file, bytes } of files) {
       const header = parseSafetensorsHeader(bytes, file, bytes.byteLength);
       this.files.set(file, { bytes, header });
@@ -71,7 +82,9 @@ export class SafetensorsSource implements TensorSource {
       for (const [name, shard] of Object.entries(index.weightMap)) {
         const f = index.nameOf(shard);
         if (this.where.get(name) !== f) {
-          throw new CheckpointError(`${f}: tensor "${name}" is listed for this file by ${index.file} but the file does not hold it`);
+          throw new CheckpointError(
+            `${f}: tensor "${name}" is listed for this file by ${index.file} but the file does not hold it`,
+          );
         }
       }
     }
@@ -104,8 +117,16 @@ export class SafetensorsSource implements TensorSource {
     const e = header.entries[name];
     const raw = bytes.subarray(header.dataStart + e.data_offsets[0], header.dataStart + e.data_offsets[1]);
     const data = decodeTensor(e, raw);
-    const dtype = data instanceof Float64Array ? 'float64' : data instanceof BigInt64Array ? 'int64'
-      : data instanceof Int32Array ? 'int32' : data instanceof Uint8Array ? 'uint8' : 'float32';
+    const dtype =
+      data instanceof Float64Array
+        ? 'float64'
+        : data instanceof BigInt64Array
+          ? 'int64'
+          : data instanceof Int32Array
+            ? 'int32'
+            : data instanceof Uint8Array
+              ? 'uint8'
+              : 'float32';
     return { dtype, shape: [...e.shape], data };
   }
 }
@@ -115,8 +136,11 @@ export class SafetensorsSource implements TensorSource {
  * model.safetensors.index.json with its shards. `display(name)` turns a file name into what errors show
  * (a path or URL). Missing files are errors naming them.
  */
-export function checkpointFromFiles(location: string, files: ReadonlyMap<string, Uint8Array>,
-  display: (name: string) => string = (n) => `${location}/${n}`): Checkpoint {
+export function checkpointFromFiles(
+  location: string,
+  files: ReadonlyMap<string, Uint8Array>,
+  display: (name: string) => string = (n) => `${location}/${n}`,
+): Checkpoint {
   const cfg = files.get(CONFIG_FILE);
   if (!cfg) throw new CheckpointError(`${display(CONFIG_FILE)} not found: a Hugging Face checkpoint holds config.json`);
   const config = parseJsonFile(cfg, display(CONFIG_FILE));

@@ -6,7 +6,15 @@
  * result is the same `Checkpoint` the Node folder loader gives.
  */
 import type { Checkpoint } from './checkpoint.js';
-import { AUX_FILES, CONFIG_FILE, SINGLE_WEIGHTS, WEIGHTS_INDEX, checkpointFromFiles, parseJsonFile, shardsFromIndex } from './files.js';
+import {
+  AUX_FILES,
+  CONFIG_FILE,
+  SINGLE_WEIGHTS,
+  WEIGHTS_INDEX,
+  checkpointFromFiles,
+  parseJsonFile,
+  shardsFromIndex,
+} from './files.js';
 import { CheckpointError } from './safetensors.js';
 
 /** loaded: bytes received so far over all files; total: their sizes as far as known; file: the one that moved */
@@ -57,7 +65,8 @@ class Progress {
   add(file: string, n: number) {
     this.loaded.set(file, (this.loaded.get(file) ?? 0) + n);
     if (!this.fn) return;
-    let loaded = 0, total = 0;
+    let loaded = 0,
+      total = 0;
     for (const [f, l] of this.loaded) {
       loaded += l;
       total += Math.max(l, this.size.get(f) ?? 0);
@@ -71,11 +80,19 @@ class Progress {
  * Read a stream whole. `expected` (a Content-Length or File.size) preallocates; fewer bytes than expected is
  * a truncated download; more is accepted (a compressed transfer's Content-Length counts encoded bytes).
  */
-async function readAll(body: ReadableStream<Uint8Array>, file: string, expected: number | undefined, progress: Progress,
-  signal: AbortSignal): Promise<Uint8Array> {
+async function readAll(
+  body: ReadableStream<Uint8Array>,
+  file: string,
+  expected: number | undefined,
+  progress: Progress,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
   const reader = body.getReader();
-  let buf = new Uint8Array(expected ?? 1 << 16), n = 0;
-  const onAbort = () => { reader.cancel(abortError(signal)).catch(() => undefined); };
+  let buf = new Uint8Array(expected ?? 1 << 16),
+    n = 0;
+  const onAbort = () => {
+    reader.cancel(abortError(signal)).catch(() => undefined);
+  };
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     for (;;) {
@@ -85,8 +102,10 @@ async function readAll(body: ReadableStream<Uint8Array>, file: string, expected:
         r = await reader.read();
       } catch (e) {
         if (signal.aborted) throw abortError(signal);
-        throw new CheckpointError(`${file}: download failed after ${n}${expected !== undefined ? ` of ${expected}` : ''} bytes ` +
-          `(${(e as Error).message ?? e})`);
+        throw new CheckpointError(
+          `${file}: download failed after ${n}${expected !== undefined ? ` of ${expected}` : ''} bytes ` +
+            `(${(e as Error).message ?? e})`,
+        );
       }
       if (signal.aborted) throw abortError(signal);
       if (r.done) break;
@@ -170,7 +189,10 @@ export async function loadCheckpointFromUrl(base: string, opts: WebLoadOptions =
   const known = opts.files ? new Set(opts.files) : undefined;
   if (known && !known.has(CONFIG_FILE)) throw new CheckpointError(`${base}: the file list lacks ${CONFIG_FILE}`);
   try {
-    const [config, index] = await Promise.all([get(CONFIG_FILE, false), known && !known.has(WEIGHTS_INDEX) ? undefined : get(WEIGHTS_INDEX, true)]);
+    const [config, index] = await Promise.all([
+      get(CONFIG_FILE, false),
+      known && !known.has(WEIGHTS_INDEX) ? undefined : get(WEIGHTS_INDEX, true),
+    ]);
     files.set(CONFIG_FILE, config!);
     parseJsonFile(config!, urlOf(CONFIG_FILE));
     let weights = [SINGLE_WEIGHTS];
@@ -211,8 +233,10 @@ function baseName(file: File): string {
  * Load a checkpoint from dropped files (a folder's contents, or the files picked by hand): found by name,
  * read as streams with progress. The extra files are kept when present.
  */
-export async function loadCheckpointFromFiles(dropped: Iterable<File> | ArrayLike<File>, opts: Omit<WebLoadOptions, 'urlOf' | 'headers' | 'fetch' | 'sizes'> = {}):
-  Promise<LoadedCheckpoint> {
+export async function loadCheckpointFromFiles(
+  dropped: Iterable<File> | ArrayLike<File>,
+  opts: Omit<WebLoadOptions, 'urlOf' | 'headers' | 'fetch' | 'sizes'> = {},
+): Promise<LoadedCheckpoint> {
   const byName = new Map<string, File>();
   for (const file of Array.from(dropped as ArrayLike<File>)) byName.set(baseName(file), file);
   const location = 'dropped files';
@@ -225,7 +249,8 @@ export async function loadCheckpointFromFiles(dropped: Iterable<File> | ArrayLik
     if (typeof file.stream !== 'function') return new Uint8Array(await file.arrayBuffer());
     return readAll(file.stream() as ReadableStream<Uint8Array>, name, file.size, progress, ctl.signal);
   };
-  if (!byName.has(CONFIG_FILE)) throw new CheckpointError(`${CONFIG_FILE} not found among the dropped files (${[...byName.keys()].join(', ') || 'none'})`);
+  if (!byName.has(CONFIG_FILE))
+    throw new CheckpointError(`${CONFIG_FILE} not found among the dropped files (${[...byName.keys()].join(', ') || 'none'})`);
   let weights = [SINGLE_WEIGHTS];
   if (!byName.has(SINGLE_WEIGHTS) && byName.has(WEIGHTS_INDEX)) {
     const index = await readFile(WEIGHTS_INDEX);
@@ -234,8 +259,13 @@ export async function loadCheckpointFromFiles(dropped: Iterable<File> | ArrayLik
   } else if (!byName.has(SINGLE_WEIGHTS)) {
     throw new CheckpointError(`neither ${SINGLE_WEIGHTS} nor ${WEIGHTS_INDEX} is among the dropped files`);
   }
-  for (const w of weights) if (!byName.has(w)) throw new CheckpointError(`${w} not found among the dropped files (listed by ${WEIGHTS_INDEX})`);
-  const names = [CONFIG_FILE, ...weights, ...(opts.extraFiles ?? AUX_FILES).filter((n) => byName.has(n) && n !== CONFIG_FILE && !weights.includes(n))];
+  for (const w of weights)
+    if (!byName.has(w)) throw new CheckpointError(`${w} not found among the dropped files (listed by ${WEIGHTS_INDEX})`);
+  const names = [
+    CONFIG_FILE,
+    ...weights,
+    ...(opts.extraFiles ?? AUX_FILES).filter((n) => byName.has(n) && n !== CONFIG_FILE && !weights.includes(n)),
+  ];
   for (const n of names) progress.expect(n, byName.get(n)!.size);
   try {
     const read = await Promise.all(names.map(async (n) => [n, await readFile(n)] as const));

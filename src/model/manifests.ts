@@ -41,10 +41,13 @@ export class ManifestError extends Error {
 
 /** check a manifest's shape; errors name the manifest and the field */
 export function parseManifest(json: unknown, file = 'manifest'): ModelManifest {
-  const fail = (what: string): never => { throw new ManifestError(`${file}: ${what}`); };
+  const fail = (what: string): never => {
+    throw new ManifestError(`${file}: ${what}`);
+  };
   if (!json || typeof json !== 'object') fail('expected a JSON object');
   const m = json as Record<string, unknown>;
-  for (const k of ['id', 'repo', 'revision', 'family', 'modelType'] as const) if (typeof m[k] !== 'string' || !m[k]) fail(`field "${k}" must be a non-empty string`);
+  for (const k of ['id', 'repo', 'revision', 'family', 'modelType'] as const)
+    if (typeof m[k] !== 'string' || !m[k]) fail(`field "${k}" must be a non-empty string`);
   if (!/^[\w.-]+\/[\w.-]+$/.test(m.repo as string)) fail(`field "repo" (${String(m.repo)}) is not owner/name`);
   if (m.family !== 'idefics3' && m.family !== 'llava') fail(`field "family" (${String(m.family)}) must be idefics3 or llava`);
   if (!Array.isArray(m.files) || !m.files.length) fail('field "files" must be a non-empty list');
@@ -52,13 +55,15 @@ export function parseManifest(json: unknown, file = 'manifest'): ModelManifest {
     const x = f as Record<string, unknown>;
     if (typeof x?.name !== 'string' || !x.name) fail(`files[${i}].name must be a string`);
     if (typeof x.required !== 'boolean') fail(`files[${i}].required must be true or false`);
-    if (!(x.bytes === null || (typeof x.bytes === 'number' && x.bytes > 0))) fail(`files[${i}].bytes must be a positive number or null`);
+    if (!(x.bytes === null || (typeof x.bytes === 'number' && x.bytes > 0)))
+      fail(`files[${i}].bytes must be a positive number or null`);
     if (!['exact', 'approx', 'unknown'].includes(x.size as string)) fail(`files[${i}].size must be exact, approx or unknown`);
     if ((x.bytes === null) !== (x.size === 'unknown')) fail(`files[${i}]: bytes is null exactly when size is "unknown"`);
   });
   const names = (m.files as ManifestFile[]).map((f) => f.name);
   if (!names.includes('config.json')) fail('files must list config.json');
-  if (!names.includes('model.safetensors') && !names.includes('model.safetensors.index.json')) fail('files must list the weights');
+  if (!names.includes('model.safetensors') && !names.includes('model.safetensors.index.json'))
+    fail('files must list the weights');
   if (!m.config || typeof m.config !== 'object') fail('field "config" must be an object');
   return m as unknown as ModelManifest;
 }
@@ -90,7 +95,8 @@ export function hubFileUrl(m: Pick<ModelManifest, 'repo' | 'revision'>, file: st
 
 /** total download size of the files with known sizes, and whether any size is unknown or approximate */
 export function manifestSize(m: ModelManifest): { bytes: number; approximate: boolean } {
-  let bytes = 0, approximate = false;
+  let bytes = 0,
+    approximate = false;
   for (const f of m.files) {
     if (f.bytes !== null) bytes += f.bytes;
     if (f.size !== 'exact') approximate = true;
@@ -99,7 +105,10 @@ export function manifestSize(m: ModelManifest): { bytes: number; approximate: bo
 }
 
 /** options for loadCheckpointFromUrl(hubBaseUrl(m), ...): Hub URLs, the manifest's extra files and sizes */
-export function webLoadOptions(m: ModelManifest, opts: Omit<WebLoadOptions, 'urlOf' | 'sizes' | 'extraFiles'> & { hub?: string } = {}): WebLoadOptions {
+export function webLoadOptions(
+  m: ModelManifest,
+  opts: Omit<WebLoadOptions, 'urlOf' | 'sizes' | 'extraFiles'> & { hub?: string } = {},
+): WebLoadOptions {
   const { hub, ...rest } = opts;
   const sizes: Record<string, number> = {};
   for (const f of m.files) if (f.bytes !== null) sizes[f.name] = f.bytes;

@@ -66,7 +66,8 @@ export function validateLoraConfig(raw: Record<string, unknown>, file: string): 
     throw new CheckpointError(`${file}: field "peft_type" is ${String(raw.peft_type)}; only LORA adapters are supported`);
   }
   if (raw.use_dora) throw new CheckpointError(`${file}: field "use_dora" is true; DoRA adapters are not supported`);
-  if (raw.bias && raw.bias !== 'none') throw new CheckpointError(`${file}: field "bias" is ${String(raw.bias)}; only "none" is supported`);
+  if (raw.bias && raw.bias !== 'none')
+    throw new CheckpointError(`${file}: field "bias" is ${String(raw.bias)}; only "none" is supported`);
   return raw as unknown as LoraConfig;
 }
 
@@ -77,20 +78,28 @@ export function readAdapter(configRaw: Record<string, unknown>, configFile: stri
   for (const key of tensors.names()) {
     const m = /^(?:base_model\.model\.)?(.*)\.lora_([AB])(?:\.[^.]+)?\.weight$/.exec(key);
     if (!m) {
-      throw new CheckpointError(`${tensors.fileOf(key)}: tensor "${key}" is not a LoRA A/B weight; only plain LoRA adapters load`);
+      throw new CheckpointError(
+        `${tensors.fileOf(key)}: tensor "${key}" is not a LoRA A/B weight; only plain LoRA adapters load`,
+      );
     }
     const module = m[1];
     if (!modules.has(module)) {
       const base = key.startsWith(PEFT_PREFIX) ? PEFT_PREFIX : '';
-      const ka = `${base}${module}.lora_A.weight`, kb = `${base}${module}.lora_B.weight`;
+      const ka = `${base}${module}.lora_A.weight`,
+        kb = `${base}${module}.lora_B.weight`;
       if (!tensors.has(ka) || !tensors.has(kb)) {
-        throw new CheckpointError(`${tensors.location}: module ${module} has ${tensors.has(ka) ? 'lora_A' : 'lora_B'} but not ` +
-          `${tensors.has(ka) ? 'lora_B' : 'lora_A'}`);
+        throw new CheckpointError(
+          `${tensors.location}: module ${module} has ${tensors.has(ka) ? 'lora_A' : 'lora_B'} but not ` +
+            `${tensors.has(ka) ? 'lora_B' : 'lora_A'}`,
+        );
       }
-      const A = tensors.get(ka), B = tensors.get(kb);
+      const A = tensors.get(ka),
+        B = tensors.get(kb);
       const r = A.shape[0];
       if (B.shape[1] !== r) {
-        throw new CheckpointError(`${tensors.fileOf(kb)}: tensor "${kb}" has shape [${B.shape}], expected [${B.shape[0]}, ${r}] (rank of lora_A)`);
+        throw new CheckpointError(
+          `${tensors.fileOf(kb)}: tensor "${kb}" has shape [${B.shape}], expected [${B.shape[0]}, ${r}] (rank of lora_A)`,
+        );
       }
       modules.set(module, { module, r, scale: loraScale(config, module, r), A, B });
     }

@@ -60,17 +60,33 @@ export interface ImageProcessor {
 
 export type ResampleFilter = 'nearest' | 'box' | 'bilinear' | 'hamming' | 'bicubic' | 'lanczos';
 /** PIL's Image.Resampling numbers, as preprocessor_config.json writes `resample` */
-export const PIL_RESAMPLE: Record<number, ResampleFilter> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming' };
+export const PIL_RESAMPLE: Record<number, ResampleFilter> = {
+  0: 'nearest',
+  1: 'lanczos',
+  2: 'bilinear',
+  3: 'bicubic',
+  4: 'box',
+  5: 'hamming',
+};
 
 export type AlphaMode = 'drop' | 'white';
 
 // ------------------------------------------------------------------------------------------ Pillow resampling
 
-interface Filter { support: number; f: (x: number) => number }
+interface Filter {
+  support: number;
+  f: (x: number) => number;
+}
 
 const FILTERS: Record<Exclude<ResampleFilter, 'nearest'>, Filter> = {
   box: { support: 0.5, f: (x) => (x > -0.5 && x <= 0.5 ? 1 : 0) },
-  bilinear: { support: 1, f: (x) => { x = Math.abs(x); return x < 1 ? 1 - x : 0; } },
+  bilinear: {
+    support: 1,
+    f: (x) => {
+      x = Math.abs(x);
+      return x < 1 ? 1 - x : 0;
+    },
+  },
   hamming: {
     support: 1,
     f: (x) => {
@@ -146,10 +162,15 @@ function resampleHorizontal(src: Rgb8, outW: number, filter: Filter): Rgb8 {
   const inRow = src.width * 3;
   for (let y = 0; y < src.height; y++) {
     for (let xx = 0; xx < outW; xx++) {
-      const xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], k0 = xx * ksize;
-      let s0 = ONE / 2, s1 = ONE / 2, s2 = ONE / 2;
+      const xmin = bounds[xx * 2],
+        xmax = bounds[xx * 2 + 1],
+        k0 = xx * ksize;
+      let s0 = ONE / 2,
+        s1 = ONE / 2,
+        s2 = ONE / 2;
       for (let x = 0; x < xmax; x++) {
-        const k = kk[k0 + x], p = y * inRow + (x + xmin) * 3;
+        const k = kk[k0 + x],
+          p = y * inRow + (x + xmin) * 3;
         s0 += src.data[p] * k;
         s1 += src.data[p + 1] * k;
         s2 += src.data[p + 2] * k;
@@ -168,11 +189,16 @@ function resampleVertical(src: Rgb8, outH: number, filter: Filter): Rgb8 {
   const W = src.width;
   const out = new Uint8Array(W * outH * 3);
   for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], k0 = yy * ksize;
+    const ymin = bounds[yy * 2],
+      ymax = bounds[yy * 2 + 1],
+      k0 = yy * ksize;
     for (let x = 0; x < W; x++) {
-      let s0 = ONE / 2, s1 = ONE / 2, s2 = ONE / 2;
+      let s0 = ONE / 2,
+        s1 = ONE / 2,
+        s2 = ONE / 2;
       for (let y = 0; y < ymax; y++) {
-        const k = kk[k0 + y], p = ((y + ymin) * W + x) * 3;
+        const k = kk[k0 + y],
+          p = ((y + ymin) * W + x) * 3;
         s0 += src.data[p] * k;
         s1 += src.data[p + 1] * k;
         s2 += src.data[p + 2] * k;
@@ -188,11 +214,13 @@ function resampleVertical(src: Rgb8, outH: number, filter: Filter): Rgb8 {
 
 /** Pillow's Image.resize((width, height), resample) for an 8-bit RGB image */
 export function resizeRgb8(src: Rgb8, width: number, height: number, filter: ResampleFilter): Rgb8 {
-  if (!(width >= 1 && height >= 1 && Number.isInteger(width) && Number.isInteger(height))) throw new ProcessorError(`resize to ${width}x${height}: not a positive size`);
+  if (!(width >= 1 && height >= 1 && Number.isInteger(width) && Number.isInteger(height)))
+    throw new ProcessorError(`resize to ${width}x${height}: not a positive size`);
   if (width === src.width && height === src.height) return { width, height, data: src.data.slice() };
   if (filter === 'nearest') {
     const out = new Uint8Array(width * height * 3);
-    const sx = src.width / width, sy = src.height / height;
+    const sx = src.width / width,
+      sy = src.height / height;
     for (let y = 0; y < height; y++) {
       const yi = Math.min(src.height - 1, Math.floor((y + 0.5) * sy));
       for (let x = 0; x < width; x++) {
@@ -213,9 +241,11 @@ export function resizeRgb8(src: Rgb8, width: number, height: number, filter: Res
 export function toRgb8(img: PixelImage, alpha: AlphaMode = 'drop'): Rgb8 {
   const { width, height, data } = img;
   const n = width * height;
-  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) throw new ProcessorError(`image size ${width}x${height} is not positive`);
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0))
+    throw new ProcessorError(`image size ${width}x${height} is not positive`);
   const ch = img.channels ?? data.length / n;
-  if ((ch !== 3 && ch !== 4) || data.length !== n * ch) throw new ProcessorError(`image data holds ${data.length} bytes, not ${width}x${height}x3 (RGB) or x4 (RGBA)`);
+  if ((ch !== 3 && ch !== 4) || data.length !== n * ch)
+    throw new ProcessorError(`image data holds ${data.length} bytes, not ${width}x${height}x3 (RGB) or x4 (RGBA)`);
   if (ch === 3) return { width, height, data: Uint8Array.from(data) };
   const out = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
@@ -238,18 +268,24 @@ export function toRgb8(img: PixelImage, alpha: AlphaMode = 'drop'): Rgb8 {
 
 /** crop [x0, x1) x [y0, y1) */
 export function cropRgb8(src: Rgb8, x0: number, y0: number, x1: number, y1: number): Rgb8 {
-  const w = x1 - x0, h = y1 - y0;
+  const w = x1 - x0,
+    h = y1 - y0;
   const out = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) out.set(src.data.subarray(((y0 + y) * src.width + x0) * 3, ((y0 + y) * src.width + x1) * 3), y * w * 3);
+  for (let y = 0; y < h; y++)
+    out.set(src.data.subarray(((y0 + y) * src.width + x0) * 3, ((y0 + y) * src.width + x1) * 3), y * w * 3);
   return { width: w, height: h, data: out };
 }
 
 /** rescale then normalise to [C,H,W] float32, with numpy's float32 arithmetic */
-export function toChw(src: Rgb8, p: { doRescale: boolean; rescaleFactor: number; doNormalize: boolean; mean: number[]; std: number[] }): Float32Array {
+export function toChw(
+  src: Rgb8,
+  p: { doRescale: boolean; rescaleFactor: number; doNormalize: boolean; mean: number[]; std: number[] },
+): Float32Array {
   const { width: W, height: H } = src;
   const out = new Float32Array(3 * H * W);
   const f32 = Math.fround;
-  const mean = p.mean.map(f32), std = p.std.map(f32);
+  const mean = p.mean.map(f32),
+    std = p.std.map(f32);
   for (let c = 0; c < 3; c++) {
     for (let i = 0; i < H * W; i++) {
       let v = src.data[i * 3 + c];
@@ -295,15 +331,22 @@ function num(p: Json, k: string, fallback: number, file: string): number {
 function triple(p: Json, k: string, fallback: number[], file: string): number[] {
   const v = p[k] ?? fallback;
   const a = typeof v === 'number' ? [v, v, v] : v;
-  if (!Array.isArray(a) || a.length !== 3 || a.some((x) => typeof x !== 'number')) throw new ProcessorError(`${file}: field "${k}" must be 3 numbers`);
+  if (!Array.isArray(a) || a.length !== 3 || a.some((x) => typeof x !== 'number'))
+    throw new ProcessorError(`${file}: field "${k}" must be 3 numbers`);
   return a as number[];
 }
 
 /** the preprocessor_config.json fields every HF image processor has (resize, rescale, normalise) */
-export function common(p: Json, defaults: { resample: number; mean: number[]; std: number[] }, opts: ProcessorOptions, file: string): Common {
+export function common(
+  p: Json,
+  defaults: { resample: number; mean: number[]; std: number[] },
+  opts: ProcessorOptions,
+  file: string,
+): Common {
   const r = p.resample ?? defaults.resample;
   const resample = opts.resample ?? PIL_RESAMPLE[r as number];
-  if (!resample) throw new ProcessorError(`${file}: field "resample" (${JSON.stringify(r)}) is not a PIL resampling filter (0-5)`);
+  if (!resample)
+    throw new ProcessorError(`${file}: field "resample" (${JSON.stringify(r)}) is not a PIL resampling filter (0-5)`);
   return {
     doResize: p.do_resize !== false,
     doRescale: p.do_rescale !== false,
@@ -324,4 +367,3 @@ export function sizeField(p: Json, k: string, file: string): Record<string, numb
   if (typeof v !== 'object') throw new ProcessorError(`${file}: field "${k}" must be an object`);
   return v as Record<string, number>;
 }
-

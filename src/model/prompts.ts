@@ -28,7 +28,11 @@ export function singleImageMessages(question: string): ChatMessage[] {
 }
 
 /** two images, then the question with the anchor instruction appended (make_multi_image_prompts) */
-export function multiImageMessages(question: string, anchor: AnchorPosition, anchors: Record<AnchorPosition, string> = ANCHOR_SUFFIX): ChatMessage[] {
+export function multiImageMessages(
+  question: string,
+  anchor: AnchorPosition,
+  anchors: Record<AnchorPosition, string> = ANCHOR_SUFFIX,
+): ChatMessage[] {
   return [{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: question + anchors[anchor] }] }];
 }
 
@@ -39,12 +43,19 @@ export function expandImagePlaceholders(text: string, placeholder: string, image
     throw new Error(`the prompt has ${parts.length - 1} "${placeholder}" placeholders for ${imageTexts.length} images`);
   }
   let out = parts[0];
-  imageTexts.forEach((t, i) => { out += t + parts[i + 1]; });
+  imageTexts.forEach((t, i) => {
+    out += t + parts[i + 1];
+  });
   return out;
 }
 
 /** the prompt's ids: chat template with the generation prompt, images expanded, no special tokens added */
-export function promptIds(tok: VlmTokenizer, messages: ChatMessage[], imageTexts: readonly string[], placeholder = '<image>'): { text: string; ids: number[] } {
+export function promptIds(
+  tok: VlmTokenizer,
+  messages: ChatMessage[],
+  imageTexts: readonly string[],
+  placeholder = '<image>',
+): { text: string; ids: number[] } {
   const rendered = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
   const text = expandImagePlaceholders(rendered, placeholder, imageTexts);
   return { text, ids: tok.encode(text, { addSpecialTokens: false }).ids };
@@ -83,14 +94,24 @@ export function responseSpanMask(r: EncodedResponse, spans: readonly Span[] | nu
 export function diffMasks(a: readonly number[], b: readonly number[]): [number[], number[]] {
   const n = Math.min(a.length, b.length);
   const m = (x: readonly number[]) => x.map((t, i) => (i >= n || t !== (x === a ? b : a)[i] ? 1 : 0));
-  const ma = m(a), mb = m(b);
+  const ma = m(a),
+    mb = m(b);
   if (ma.length) ma[ma.length - 1] = 0;
   if (mb.length) mb[mb.length - 1] = 0;
   return [ma, mb];
 }
 
 /** the 8 sequences of a preference sample with images (single-image and shared two-image contexts) */
-export const IMAGE_SEQ_KEYS = ['m|y', "m|y'", "m'|y", "m'|y'", 'M>m|y', "M>m|y'", "M>m'|y", "M>m'|y'"] as const satisfies readonly SeqKey[];
+export const IMAGE_SEQ_KEYS = [
+  'm|y',
+  "m|y'",
+  "m'|y",
+  "m'|y'",
+  'M>m|y',
+  "M>m|y'",
+  "M>m'|y",
+  "M>m'|y'",
+] as const satisfies readonly SeqKey[];
 export type ImageSeqKey = (typeof IMAGE_SEQ_KEYS)[number];
 
 export interface PreferenceText {
@@ -148,9 +169,12 @@ export interface PromptContext {
  * decides whether m is first or second).
  */
 export function preferenceSequences(sample: PreferenceText, ctx: PromptContext): Record<ImageSeqKey, SequenceInput> {
-  const tok = ctx.tokenizer, ph = ctx.placeholder ?? '<image>';
+  const tok = ctx.tokenizer,
+    ph = ctx.placeholder ?? '<image>';
   const resp = { y: encodeResponse(tok, sample.chosen), "y'": encodeResponse(tok, sample.rejected) };
-  const haveSpans = (sample.chosenSpans !== undefined && sample.chosenSpans !== null) || (sample.rejectedSpans !== undefined && sample.rejectedSpans !== null);
+  const haveSpans =
+    (sample.chosenSpans !== undefined && sample.chosenSpans !== null) ||
+    (sample.rejectedSpans !== undefined && sample.rejectedSpans !== null);
   let masks: Record<'y' | "y'", number[]>;
   if (haveSpans) {
     masks = { y: responseSpanMask(resp.y, sample.chosenSpans), "y'": responseSpanMask(resp["y'"], sample.rejectedSpans) };
@@ -165,8 +189,18 @@ export function preferenceSequences(sample: PreferenceText, ctx: PromptContext):
   };
   const anchorOf = (target: Img): AnchorPosition => (order[0] === target ? 'first' : 'second');
   const multi = {
-    m: promptIds(tok, multiImageMessages(sample.question, anchorOf('m'), ctx.anchors), order.map((i) => ctx.imageText[i]), ph).ids,
-    "m'": promptIds(tok, multiImageMessages(sample.question, anchorOf("m'"), ctx.anchors), order.map((i) => ctx.imageText[i]), ph).ids,
+    m: promptIds(
+      tok,
+      multiImageMessages(sample.question, anchorOf('m'), ctx.anchors),
+      order.map((i) => ctx.imageText[i]),
+      ph,
+    ).ids,
+    "m'": promptIds(
+      tok,
+      multiImageMessages(sample.question, anchorOf("m'"), ctx.anchors),
+      order.map((i) => ctx.imageText[i]),
+      ph,
+    ).ids,
   };
   const out = {} as Record<ImageSeqKey, SequenceInput>;
   for (const key of IMAGE_SEQ_KEYS) {
@@ -176,9 +210,15 @@ export function preferenceSequences(sample: PreferenceText, ctx: PromptContext):
     const p = shared ? multi[img] : single[img];
     const ids = resp[r].ids;
     out[key] = {
-      key, promptIds: p, responseIds: ids, inputIds: [...p, ...ids], responseStart: p.length,
+      key,
+      promptIds: p,
+      responseIds: ids,
+      inputIds: [...p, ...ids],
+      responseStart: p.length,
       images: shared ? [...order] : [img],
-      spanMask: masks[r], fullMask: ids.map(() => 1), maskSource: haveSpans ? 'spans' : 'diff',
+      spanMask: masks[r],
+      fullMask: ids.map(() => 1),
+      maskSource: haveSpans ? 'spans' : 'diff',
       ...(shared ? { anchor: anchorOf(img) } : {}),
     };
   }

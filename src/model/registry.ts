@@ -30,7 +30,9 @@ export function familyForConfig(config: Json, file = 'config.json'): VlmFamily {
   if (mt === undefined || mt === null) throw new CheckpointError(`${file}: field "model_type" is missing`);
   const f = byModelType.get(String(mt));
   if (!f) {
-    throw new CheckpointError(`${file}: model_type "${String(mt)}" is not supported; supported: ${registeredModelTypes().join(', ') || 'none'}`);
+    throw new CheckpointError(
+      `${file}: model_type "${String(mt)}" is not supported; supported: ${registeredModelTypes().join(', ') || 'none'}`,
+    );
   }
   return f;
 }
@@ -38,6 +40,7 @@ export function familyForConfig(config: Json, file = 'config.json'): VlmFamily {
 /** the family that built a spec */
 export function familyOf<S extends VlmSpec>(spec: S): VlmFamily<S> {
   const f = byName.get(spec.family);
-  if (!f) throw new Error(`no VLM family "${spec.family}" is registered (registered: ${[...byName.keys()].join(', ') || 'none'})`);
+  if (!f)
+    throw new Error(`no VLM family "${spec.family}" is registered (registered: ${[...byName.keys()].join(', ') || 'none'})`);
   return f as unknown as VlmFamily<S>;
 }

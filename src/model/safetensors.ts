@@ -33,7 +33,8 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file: string, fileSize
   if (bytes.byteLength < 8) throw new CheckpointError(`${file}: truncated (${bytes.byteLength} bytes): not a safetensors file`);
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
   if (n > 100_000_000) throw new CheckpointError(`${file}: header length ${n} is implausible: not a safetensors file`);
-  if (bytes.byteLength < 8 + n) throw new CheckpointError(`${file}: truncated inside its header (${bytes.byteLength} of ${8 + n} bytes)`);
+  if (bytes.byteLength < 8 + n)
+    throw new CheckpointError(`${file}: truncated inside its header (${bytes.byteLength} of ${8 + n} bytes)`);
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
@@ -49,8 +50,10 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file: string, fileSize
     const count = e.shape.reduce((a, b) => a * b, 1);
     const [b0, b1] = e.data_offsets;
     if (b1 - b0 !== count * BYTES[e.dtype]) {
-      throw new CheckpointError(`${file}: tensor "${name}" [${e.shape}] ${e.dtype} needs ${count * BYTES[e.dtype]} bytes, ` +
-        `its offsets span ${b1 - b0}`);
+      throw new CheckpointError(
+        `${file}: tensor "${name}" [${e.shape}] ${e.dtype} needs ${count * BYTES[e.dtype]} bytes, ` +
+          `its offsets span ${b1 - b0}`,
+      );
     }
     end = Math.max(end, b1);
     entries[name] = e;
@@ -63,23 +66,39 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file: string, fileSize
 }
 
 /** decode one tensor's bytes to float32 (floats) or its integer type */
-export function decodeTensor(e: SafeEntry, raw: Uint8Array): Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array {
+export function decodeTensor(
+  e: SafeEntry,
+  raw: Uint8Array,
+): Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array {
   const aligned = raw.byteOffset % 8 === 0 ? raw : raw.slice();
-  const buf = aligned.buffer, off = aligned.byteOffset, count = e.shape.reduce((a, b) => a * b, 1);
+  const buf = aligned.buffer,
+    off = aligned.byteOffset,
+    count = e.shape.reduce((a, b) => a * b, 1);
   switch (e.dtype) {
-    case 'F32': return new Float32Array(buf, off, count);
-    case 'F64': return new Float64Array(buf, off, count);
-    case 'I64': return new BigInt64Array(buf, off, count);
-    case 'I32': return new Int32Array(buf, off, count);
-    case 'U8': case 'BOOL': case 'I8': return new Uint8Array(buf, off, count);
-    case 'I16': return Int32Array.from(new Int16Array(buf, off, count));
+    case 'F32':
+      return new Float32Array(buf, off, count);
+    case 'F64':
+      return new Float64Array(buf, off, count);
+    case 'I64':
+      return new BigInt64Array(buf, off, count);
+    case 'I32':
+      return new Int32Array(buf, off, count);
+    case 'U8':
+    case 'BOOL':
+    case 'I8':
+      return new Uint8Array(buf, off, count);
+    case 'I16':
+      return Int32Array.from(new Int16Array(buf, off, count));
     case 'BF16': {
-      const src = new Uint16Array(buf, off, count), out = new Float32Array(count), u = new Uint32Array(out.buffer);
+      const src = new Uint16Array(buf, off, count),
+        out = new Float32Array(count),
+        u = new Uint32Array(out.buffer);
       for (let i = 0; i < count; i++) u[i] = src[i] << 16;
       return out;
     }
     case 'F16': {
-      const src = new Uint16Array(buf, off, count), out = new Float32Array(count);
+      const src = new Uint16Array(buf, off, count),
+        out = new Float32Array(count);
       for (let i = 0; i < count; i++) out[i] = halfToFloat(src[i]);
       return out;
     }
@@ -87,15 +106,19 @@ export function decodeTensor(e: SafeEntry, raw: Uint8Array): Float32Array | Floa
 }
 
 function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  const s = h & 0x8000 ? -1 : 1,
+    e = (h >> 10) & 0x1f,
+    f = h & 0x3ff;
   if (e === 0) return s * 2 ** -14 * (f / 1024);
   if (e === 31) return f ? NaN : s * Infinity;
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 /** write tensors as a safetensors file (float32/float64/int64), keys sorted as the Python writer does */
-export function writeSafetensors(tensors: Record<string, { dtype: 'F32' | 'F64' | 'I64'; shape: number[]; data: Float32Array | Float64Array | BigInt64Array }>,
-  metadata: Record<string, string> = { format: 'pt' }): Uint8Array {
+export function writeSafetensors(
+  tensors: Record<string, { dtype: 'F32' | 'F64' | 'I64'; shape: number[]; data: Float32Array | Float64Array | BigInt64Array }>,
+  metadata: Record<string, string> = { format: 'pt' },
+): Uint8Array {
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = { __metadata__: metadata };
   let off = 0;

@@ -50,7 +50,8 @@ export interface VlmTokenizer {
 }
 
 /** files by name: bytes, text, or already parsed JSON */
-export type TokenizerFiles = ReadonlyMap<string, Uint8Array | string | Json> | Readonly<Record<string, Uint8Array | string | Json | undefined>>;
+export type TokenizerFiles =
+  ReadonlyMap<string, Uint8Array | string | Json> | Readonly<Record<string, Uint8Array | string | Json | undefined>>;
 
 function getFile(files: TokenizerFiles, name: string): Uint8Array | string | Json | undefined {
   return files instanceof Map ? files.get(name) : (files as Record<string, Uint8Array | string | Json | undefined>)[name];
@@ -108,9 +109,15 @@ export function byteLevelChars(): string[] {
   for (let b = 174; b <= 255; b++) bs.push(b);
   const cs = [...bs];
   let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+  for (let b = 0; b < 256; b++)
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
   const out: string[] = new Array(256);
-  bs.forEach((b, i) => { out[b] = String.fromCodePoint(cs[i]); });
+  bs.forEach((b, i) => {
+    out[b] = String.fromCodePoint(cs[i]);
+  });
   return out;
 }
 
@@ -124,12 +131,17 @@ function normalizerPieces(cfg: unknown): Piece {
   if (!cfg || typeof cfg !== 'object') return (c) => c;
   const n = cfg as Json;
   switch (n.type) {
-    case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': {
+    case 'NFC':
+    case 'NFD':
+    case 'NFKC':
+    case 'NFKD': {
       const form = n.type as string;
       return (c) => c.normalize(form);
     }
-    case 'Lowercase': return (c) => c.toLowerCase();
-    case 'StripAccents': return (c) => c.normalize('NFD').replace(/\p{Mn}/gu, '');
+    case 'Lowercase':
+      return (c) => c.toLowerCase();
+    case 'StripAccents':
+      return (c) => c.normalize('NFD').replace(/\p{Mn}/gu, '');
     case 'Sequence': {
       const parts = ((n.normalizers as unknown[]) ?? []).map(normalizerPieces);
       return (c) => parts.reduce((s, p) => [...s].map(p).join(''), c);
@@ -154,14 +166,22 @@ function normalizerPieces(cfg: unknown): Piece {
         return lower ? s.toLowerCase() : s;
       };
     }
-    default: return (c) => c; // Strip, Prepend, Precompiled, ...: alignment copes or reports
+    default:
+      return (c) => c; // Strip, Prepend, Precompiled, ...: alignment copes or reports
   }
 }
 
 function isCjk(cp: number) {
-  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df)
-    || (cp >= 0x2a700 && cp <= 0x2b73f) || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf)
-    || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+  return (
+    (cp >= 0x4e00 && cp <= 0x9fff) ||
+    (cp >= 0x3400 && cp <= 0x4dbf) ||
+    (cp >= 0x20000 && cp <= 0x2a6df) ||
+    (cp >= 0x2a700 && cp <= 0x2b73f) ||
+    (cp >= 0x2b740 && cp <= 0x2b81f) ||
+    (cp >= 0x2b820 && cp <= 0x2ceaf) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0x2f800 && cp <= 0x2fa1f)
+  );
 }
 
 function findType(cfg: unknown, type: string, listKey: string): Json | undefined {
@@ -189,13 +209,18 @@ interface OffsetRules {
 
 function offsetRules(tj: Json): OffsetRules {
   const model = (tj.model ?? {}) as Json;
-  const byteLevel = !!findType(tj.pre_tokenizer, 'ByteLevel', 'pretokenizers') || (tj.decoder as Json | undefined)?.type === 'ByteLevel'
-    || !!findType(tj.decoder, 'ByteLevel', 'decoders');
-  const metaspace = !!findType(tj.pre_tokenizer, 'Metaspace', 'pretokenizers') || !!findType(tj.decoder, 'Metaspace', 'decoders')
-    || JSON.stringify(tj.normalizer ?? null).includes('▁');
+  const byteLevel =
+    !!findType(tj.pre_tokenizer, 'ByteLevel', 'pretokenizers') ||
+    (tj.decoder as Json | undefined)?.type === 'ByteLevel' ||
+    !!findType(tj.decoder, 'ByteLevel', 'decoders');
+  const metaspace =
+    !!findType(tj.pre_tokenizer, 'Metaspace', 'pretokenizers') ||
+    !!findType(tj.decoder, 'Metaspace', 'decoders') ||
+    JSON.stringify(tj.normalizer ?? null).includes('▁');
   const bl = findType(tj.post_processor, 'ByteLevel', 'processors');
   return {
-    byteLevel, metaspace,
+    byteLevel,
+    metaspace,
     wordpiecePrefix: model.type === 'WordPiece' ? String(model.continuing_subword_prefix ?? '##') : undefined,
     byteFallback: model.byte_fallback === true,
     unkToken: typeof model.unk_token === 'string' ? model.unk_token : undefined,
@@ -214,9 +239,17 @@ function isWsByte(b: number) {
  * Offsets for tokens of `text`: each token's surface bytes are matched against the normalised text (built code
  * point by code point, so every normalised byte maps back to the code point it came from).
  */
-function alignOffsets(text: string, tokens: string[], ids: number[], added: Set<number>, rules: OffsetRules, unkId: number | undefined): [number, number][] {
+function alignOffsets(
+  text: string,
+  tokens: string[],
+  ids: number[],
+  added: Set<number>,
+  rules: OffsetRules,
+  unkId: number | undefined,
+): [number, number][] {
   const cps = Array.from(text);
-  const bytes: number[] = [], owner: number[] = [];
+  const bytes: number[] = [],
+    owner: number[] = [];
   cps.forEach((c, k) => {
     let p = rules.piece(c);
     if (rules.metaspace) p = p.replace(/▁/g, ' ');
@@ -244,7 +277,8 @@ function alignOffsets(text: string, tokens: string[], ids: number[], added: Set<
       if (m) return [parseInt(m[1], 16)];
     }
     let s = t;
-    if (rules.wordpiecePrefix && s.startsWith(rules.wordpiecePrefix) && s.length > rules.wordpiecePrefix.length) s = s.slice(rules.wordpiecePrefix.length);
+    if (rules.wordpiecePrefix && s.startsWith(rules.wordpiecePrefix) && s.length > rules.wordpiecePrefix.length)
+      s = s.slice(rules.wordpiecePrefix.length);
     if (rules.metaspace) s = s.replace(/▁/g, ' ');
     return [...utf8.encode(s)];
   };
@@ -290,17 +324,25 @@ function alignOffsets(text: string, tokens: string[], ids: number[], added: Set<
     for (const t of tries) {
       if (matchAt(cursor, t)) at = cursor;
       else if (matchAt(skipWs(cursor), t)) at = skipWs(cursor);
-      if (at >= 0) { s = t; break; }
+      if (at >= 0) {
+        s = t;
+        break;
+      }
     }
     if (at < 0 && pendingUnk.length) {
       for (const t of tries) {
         at = search(cursor, t);
-        if (at >= 0) { s = t; break; }
+        if (at >= 0) {
+          s = t;
+          break;
+        }
       }
     }
     if (at < 0) {
-      throw new TokenizerError(`cannot align token ${i} (${JSON.stringify(tokens[i])}) with the text at code point ` +
-        `${owner[cursor] ?? cps.length}: the tokenizer's normalizer changes the text in a way offsets cannot follow`);
+      throw new TokenizerError(
+        `cannot align token ${i} (${JSON.stringify(tokens[i])}) with the text at code point ` +
+          `${owner[cursor] ?? cps.length}: the tokenizer's normalizer changes the text in a way offsets cannot follow`,
+      );
     }
     closeUnk(at);
     byteRanges.push([at, at + s.length]);
@@ -308,7 +350,9 @@ function alignOffsets(text: string, tokens: string[], ids: number[], added: Set<
   }
   if (pendingUnk.length) closeUnk(N);
   const cpOf = (b: number) => (b < N ? owner[b] : cps.length);
-  const offsets = byteRanges.map(([b0, b1]): [number, number] => (b1 > b0 ? [cpOf(b0), owner[b1 - 1] + 1] : [cpOf(b0), cpOf(b0)]));
+  const offsets = byteRanges.map(([b0, b1]): [number, number] =>
+    b1 > b0 ? [cpOf(b0), owner[b1 - 1] + 1] : [cpOf(b0), cpOf(b0)],
+  );
   if (rules.trim) {
     // tokenizers' ByteLevel post-processor with trim_offsets: drop leading/trailing spaces from the ranges
     const ws = (c: string) => c === SPACE_CHAR || /\s/u.test(c);
@@ -342,7 +386,13 @@ class HfTokenizer implements VlmTokenizer {
   private readonly unkId: number | undefined;
   private readonly specials: Record<string, string>;
 
-  constructor(private readonly tk: Tokenizer, tj: Json, cfg: Json, chatTemplate: string | undefined, eos: string | undefined) {
+  constructor(
+    private readonly tk: Tokenizer,
+    tj: Json,
+    cfg: Json,
+    chatTemplate: string | undefined,
+    eos: string | undefined,
+  ) {
     this.added = new Set(((tj.added_tokens as Json[] | undefined) ?? []).map((t) => Number(t.id)));
     this.rules = offsetRules(tj);
     this.unkId = this.rules.unkToken !== undefined ? tk.token_to_id(this.rules.unkToken) : undefined;
@@ -367,7 +417,10 @@ class HfTokenizer implements VlmTokenizer {
   private raw(text: string, special: boolean) {
     const e = this.tk.encode(text, { add_special_tokens: special });
     const bad = e.ids.findIndex((x) => x === undefined || x === null);
-    if (bad >= 0) throw new TokenizerError(`token ${JSON.stringify(e.tokens[bad])} has no id (the vocabulary lacks it and there is no unk_token)`);
+    if (bad >= 0)
+      throw new TokenizerError(
+        `token ${JSON.stringify(e.tokens[bad])} has no id (the vocabulary lacks it and there is no unk_token)`,
+      );
     return e;
   }
 
@@ -380,7 +433,8 @@ class HfTokenizer implements VlmTokenizer {
     const n = plain.ids.length;
     let k = 0;
     for (; k + n <= full.ids.length; k++) if (plain.ids.every((x, j) => full.ids[k + j] === x)) break;
-    if (k + n > full.ids.length) throw new TokenizerError('the post-processor changed the tokens themselves; cannot give offsets');
+    if (k + n > full.ids.length)
+      throw new TokenizerError('the post-processor changed the tokens themselves; cannot give offsets');
     return { ids: full.ids, offsets: full.ids.map((_, j): [number, number] => (j >= k && j < k + n ? offsets[j - k] : [0, 0])) };
   }
 
@@ -390,7 +444,10 @@ class HfTokenizer implements VlmTokenizer {
   }
 
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean } = {}): string {
-    if (!this.chatTemplate) throw new TokenizerError('no chat template (none of chat_template.jinja, chat_template.json, tokenizer_config.json has one)');
+    if (!this.chatTemplate)
+      throw new TokenizerError(
+        'no chat template (none of chat_template.jinja, chat_template.json, tokenizer_config.json has one)',
+      );
     this.template ??= new Template(this.chatTemplate);
     return this.template.render({
       messages,
@@ -414,14 +471,16 @@ export function loadTokenizer(files: TokenizerFiles, opts: { chatTemplate?: stri
   const stm = getFile(files, 'special_tokens_map.json');
   if (stm !== undefined) {
     const m = asJson(stm, 'special_tokens_map.json');
-    for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) if (cfg[k] === undefined && m[k] !== undefined) cfg[k] = m[k];
+    for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token'])
+      if (cfg[k] === undefined && m[k] !== undefined) cfg[k] = m[k];
   }
   const model = (tj.model ?? {}) as Json;
   // the JS library reads unk_token from the config for vocabulary-only (word-level) models
   const libCfg: Json = { ...cfg };
   for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
     const s = tokenString(cfg[k]);
-    if (s !== undefined) libCfg[k] = s; else delete libCfg[k];
+    if (s !== undefined) libCfg[k] = s;
+    else delete libCfg[k];
   }
   if (typeof model.unk_token === 'string' && libCfg.unk_token === undefined) libCfg.unk_token = model.unk_token;
   delete libCfg.chat_template;

@@ -9,8 +9,20 @@
  * `base_model.model.` prefix). Frozen linears can be int4 (MatMulNBits); LoRA stays float.
  */
 import type { Value } from '../onnx/ir.js';
-import { type Int4Linear, type LinearWeights, attention, decoderLayer, geluErf, geluTanh, layerNorm, linear, mergeHeads,
-  rmsNorm, splitHeads, tokenLogprobs } from '../onnx/nn.js';
+import {
+  type Int4Linear,
+  type LinearWeights,
+  attention,
+  decoderLayer,
+  geluErf,
+  geluTanh,
+  layerNorm,
+  linear,
+  mergeHeads,
+  rmsNorm,
+  splitHeads,
+  tokenLogprobs,
+} from '../onnx/nn.js';
 import type { GraphBuilder } from '../onnx/ops.js';
 import { GELU_TANH } from './config.js';
 import { familyOf } from './families/index.js';
@@ -30,7 +42,8 @@ export function prefixes(s: VlmSpec): { vision: string; text: string; lmHead: st
 export function checkpointKeys(s: VlmSpec, param: string): string[] {
   const f = familyOf(s);
   const keys = [param, ...(f.legacyKeys?.(s, param) ?? [])];
-  if (param === 'lm_head.weight' && s.text.tieWordEmbeddings) keys.push(...checkpointKeys(s, `${f.prefixes.text}.embed_tokens.weight`));
+  if (param === 'lm_head.weight' && s.text.tieWordEmbeddings)
+    keys.push(...checkpointKeys(s, `${f.prefixes.text}.embed_tokens.weight`));
   return keys;
 }
 
@@ -39,20 +52,30 @@ export function checkpointKeys(s: VlmSpec, param: string): string[] {
  * <image> token takes feature row k) and image_mask; the count must match the images given.
  */
 export function imagePositions(ids: ArrayLike<number>, s: VlmSpec, nImages: number): { index: BigInt64Array; mask: Uint8Array } {
-  const L = ids.length, index = new BigInt64Array(L), mask = new Uint8Array(L);
+  const L = ids.length,
+    index = new BigInt64Array(L),
+    mask = new Uint8Array(L);
   let k = 0;
-  for (let i = 0; i < L; i++) if (Number(ids[i]) === s.imageTokenId) { index[i] = BigInt(k++); mask[i] = 1; }
+  for (let i = 0; i < L; i++)
+    if (Number(ids[i]) === s.imageTokenId) {
+      index[i] = BigInt(k++);
+      mask[i] = 1;
+    }
   if (k !== nImages * s.tokensPerImage) {
-    throw new Error(`sequence has ${k} <image> tokens (id ${s.imageTokenId}) but ${nImages} image(s) of ${s.tokensPerImage} tokens each`);
+    throw new Error(
+      `sequence has ${k} <image> tokens (id ${s.imageTokenId}) but ${nImages} image(s) of ${s.tokensPerImage} tokens each`,
+    );
   }
   return { index, mask };
 }
 
 /** images [3, S, S] each, stacked into one pixel_values buffer [n, 3, S, S] */
 export function stackImages(images: ReadonlyArray<Float32Array>, s: VlmSpec): Float32Array {
-  const n = 3 * s.vision.imageSize ** 2, px = new Float32Array(images.length * n);
+  const n = 3 * s.vision.imageSize ** 2,
+    px = new Float32Array(images.length * n);
   images.forEach((im, i) => {
-    if (im.length !== n) throw new Error(`image ${i} has ${im.length} values; this model takes [3, ${s.vision.imageSize}, ${s.vision.imageSize}]`);
+    if (im.length !== n)
+      throw new Error(`image ${i} has ${im.length} values; this model takes [3, ${s.vision.imageSize}, ${s.vision.imageSize}]`);
     px.set(im, i * n);
   });
   return px;
@@ -68,7 +91,11 @@ export function visionLayersUsed(s: VlmSpec): number {
  * tower layers past LLaVA's vision_feature_layer, which exist in the model but never reach the LM
  */
 export function parameterList(s: VlmSpec, allVisionLayers = false): ParamInfo[] {
-  const f = familyOf(s), pv = f.prefixes.vision, pt = f.prefixes.text, t = s.text, v = s.vision;
+  const f = familyOf(s),
+    pv = f.prefixes.vision,
+    pt = f.prefixes.text,
+    t = s.text,
+    v = s.vision;
   const out: ParamInfo[] = [];
   const lin = (name: string, o: number, i: number, bias: boolean) => {
     out.push({ name: `${name}.weight`, shape: [o, i], linear: { out: o, in: i } });
@@ -84,7 +111,10 @@ export function parameterList(s: VlmSpec, allVisionLayers = false): ParamInfo[] 
     for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) lin(`${layer}.self_attn.${n}`, v.hidden, v.hidden, true);
     lin(`${layer}.mlp.fc1`, v.inter, v.hidden, true);
     lin(`${layer}.mlp.fc2`, v.hidden, v.inter, true);
-    for (const n of ['layer_norm1', 'layer_norm2']) { vec(`${layer}.${n}.weight`, v.hidden); vec(`${layer}.${n}.bias`, v.hidden); }
+    for (const n of ['layer_norm1', 'layer_norm2']) {
+      vec(`${layer}.${n}.weight`, v.hidden);
+      vec(`${layer}.${n}.bias`, v.hidden);
+    }
   }
   out.push(...f.connectorParams(s));
   out.push({ name: `${pt}.embed_tokens.weight`, shape: [t.vocab, t.hidden] });
@@ -107,7 +137,9 @@ export function parameterList(s: VlmSpec, allVisionLayers = false): ParamInfo[] 
 
 /** the linear modules PEFT could target, by module name (every tower layer, used or not) */
 export function linearModules(s: VlmSpec): string[] {
-  return parameterList(s, true).filter((p) => p.linear && p.name !== 'lm_head.weight').map((p) => p.name.slice(0, -'.weight'.length));
+  return parameterList(s, true)
+    .filter((p) => p.linear && p.name !== 'lm_head.weight')
+    .map((p) => p.name.slice(0, -'.weight'.length));
 }
 
 /** RoPE inverse frequencies of the text model, with its scaling (HF's rope_init_fn for default, linear, llama3) */
@@ -117,7 +149,8 @@ export function ropeInvFreq(t: TextSpec): Float64Array {
   const sc = t.ropeScaling;
   if (!sc) return inv;
   if (sc.type === 'linear') return inv.map((f) => f / sc.factor);
-  const lowWavelen = sc.originalMaxPositions / sc.lowFreqFactor, highWavelen = sc.originalMaxPositions / sc.highFreqFactor;
+  const lowWavelen = sc.originalMaxPositions / sc.lowFreqFactor,
+    highWavelen = sc.originalMaxPositions / sc.highFreqFactor;
   return inv.map((f) => {
     const wavelen = (2 * Math.PI) / f;
     if (wavelen < highWavelen) return f;
@@ -127,7 +160,10 @@ export function ropeInvFreq(t: TextSpec): Float64Array {
   });
 }
 
-export interface LoraInput { r: number; scale: number }
+export interface LoraInput {
+  r: number;
+  scale: number;
+}
 
 export interface BuildOptions {
   /** LoRA on these modules (absent: the reference, adapter off) */
@@ -149,7 +185,11 @@ export class ParamResolver implements ParamSource {
   readonly lora = new Map<string, { A: Value; B: Value }>();
   private readonly info: Map<string, ParamInfo>;
 
-  constructor(readonly g: GraphBuilder, readonly s: VlmSpec, readonly o: BuildOptions = {}) {
+  constructor(
+    readonly g: GraphBuilder,
+    readonly s: VlmSpec,
+    readonly o: BuildOptions = {},
+  ) {
     this.info = new Map(parameterList(s, true).map((p) => [p.name, p]));
   }
 
@@ -171,13 +211,20 @@ export class ParamResolver implements ParamSource {
   lin(module: string, bias: boolean): LinearWeights {
     const p = this.info.get(`${module}.weight`);
     if (!p?.linear) throw new Error(`internal: ${module} is not a linear layer of ${this.s.family}`);
-    const K = p.linear.in, N = p.linear.out;
+    const K = p.linear.in,
+      N = p.linear.out;
     let weight: Value | Int4Linear;
     if (this.o.int4?.has(module)) {
-      const bs = this.o.int4Block?.(module, K) ?? 32, nb = K / bs;
-      weight = { K, N, blockSize: bs, bq: this.input(`${module}.qweight`, 'uint8', [N, nb, bs / 2]),
+      const bs = this.o.int4Block?.(module, K) ?? 32,
+        nb = K / bs;
+      weight = {
+        K,
+        N,
+        blockSize: bs,
+        bq: this.input(`${module}.qweight`, 'uint8', [N, nb, bs / 2]),
         scales: this.input(`${module}.scales`, 'float32', [N * nb]),
-        zeroPoints: this.input(`${module}.qzeros`, 'uint8', [N, Math.ceil(nb / 2)]) };
+        zeroPoints: this.input(`${module}.qzeros`, 'uint8', [N, Math.ceil(nb / 2)]),
+      };
     } else {
       weight = this.w(`${module}.weight`);
     }
@@ -201,10 +248,16 @@ export function gelu(g: GraphBuilder, x: Value, act: string): Value {
 
 /** pixels [n, 3, H, W] -> image features in LM space [n·tokensPerImage, text hidden] (tower + connector) */
 export function visionFeatures(r: ParamResolver, px: Value): Value {
-  const { g, s } = r, f = familyOf(s), v = s.vision, pv = f.prefixes.vision, n = px.shape[0];
-  const side = Math.floor(v.imageSize / v.patchSize), P = side * side;
-  let x = g.conv(px, r.w(`${pv}.embeddings.patch_embedding.weight`), r.w(`${pv}.embeddings.patch_embedding.bias`),
-    { strides: [v.patchSize, v.patchSize] });
+  const { g, s } = r,
+    f = familyOf(s),
+    v = s.vision,
+    pv = f.prefixes.vision,
+    n = px.shape[0];
+  const side = Math.floor(v.imageSize / v.patchSize),
+    P = side * side;
+  let x = g.conv(px, r.w(`${pv}.embeddings.patch_embedding.weight`), r.w(`${pv}.embeddings.patch_embedding.bias`), {
+    strides: [v.patchSize, v.patchSize],
+  });
   x = g.transpose(g.reshape(x, [n, v.hidden, P]), [0, 2, 1]);
   x = g.add(x, r.w(`${pv}.embeddings.position_embedding.weight`));
   for (let l = 0; l < f.visionLayersUsed(s); l++) {
@@ -214,7 +267,10 @@ export function visionFeatures(r: ParamResolver, px: Value): Value {
     const a = mergeHeads(g, attention(g, heads('q_proj'), heads('k_proj'), heads('v_proj'), null));
     x = g.add(x, linear(g, a, r.lin(`${layer}.self_attn.out_proj`, true)));
     const h2 = layerNorm(g, x, r.w(`${layer}.layer_norm2.weight`), r.w(`${layer}.layer_norm2.bias`), v.layerNormEps);
-    x = g.add(x, linear(g, gelu(g, linear(g, h2, r.lin(`${layer}.mlp.fc1`, true)), v.hiddenAct), r.lin(`${layer}.mlp.fc2`, true)));
+    x = g.add(
+      x,
+      linear(g, gelu(g, linear(g, h2, r.lin(`${layer}.mlp.fc1`, true)), v.hiddenAct), r.lin(`${layer}.mlp.fc2`, true)),
+    );
   }
   const feats = f.connector(r, x, s);
   return g.reshape(feats, [feats.shape[0] * feats.shape[1], s.text.hidden]);
@@ -225,20 +281,33 @@ export function visionFeatures(r: ParamResolver, px: Value): Value {
  * flattened batch (imageIndex and imageMask are [B·L] and [B·L, 1]): [B, L, D]
  */
 export function embedTokens(r: ParamResolver, ids: Value, feats: Value, imageIndex: Value, imageMask: Value): Value {
-  const { g, s } = r, [B, L] = ids.shape, D = s.text.hidden;
+  const { g, s } = r,
+    [B, L] = ids.shape,
+    D = s.text.hidden;
   const tok = g.reshape(g.gather(r.w(`${prefixes(s).text}.embed_tokens.weight`), g.reshape(ids, [1, B * L]), 0), [B * L, D]);
   return g.reshape(g.where(imageMask, g.gather(feats, imageIndex, 0), tok), [B, L, D]);
 }
 
 /** LM layer l on hidden states [B, L, D]; cos/sin [B, 1, L, headDim], mask [B, 1, L, L] additive */
 export function textLayer(r: ParamResolver, h: Value, l: number, c: { cos: Value; sin: Value; mask: Value }): Value {
-  const t = r.s.text, layer = `${prefixes(r.s).text}.layers.${l}`;
-  return decoderLayer(r.g, h, {
-    inputNorm: r.w(`${layer}.input_layernorm.weight`), postNorm: r.w(`${layer}.post_attention_layernorm.weight`),
-    q: r.lin(`${layer}.self_attn.q_proj`, t.attnBias), k: r.lin(`${layer}.self_attn.k_proj`, t.attnBias),
-    v: r.lin(`${layer}.self_attn.v_proj`, t.attnBias), o: r.lin(`${layer}.self_attn.o_proj`, t.oBias),
-    gate: r.lin(`${layer}.mlp.gate_proj`, t.mlpBias), up: r.lin(`${layer}.mlp.up_proj`, t.mlpBias), down: r.lin(`${layer}.mlp.down_proj`, t.mlpBias),
-  }, { heads: t.heads, kvHeads: t.kvHeads, eps: t.rmsEps, cos: c.cos, sin: c.sin, mask: c.mask });
+  const t = r.s.text,
+    layer = `${prefixes(r.s).text}.layers.${l}`;
+  return decoderLayer(
+    r.g,
+    h,
+    {
+      inputNorm: r.w(`${layer}.input_layernorm.weight`),
+      postNorm: r.w(`${layer}.post_attention_layernorm.weight`),
+      q: r.lin(`${layer}.self_attn.q_proj`, t.attnBias),
+      k: r.lin(`${layer}.self_attn.k_proj`, t.attnBias),
+      v: r.lin(`${layer}.self_attn.v_proj`, t.attnBias),
+      o: r.lin(`${layer}.self_attn.o_proj`, t.oBias),
+      gate: r.lin(`${layer}.mlp.gate_proj`, t.mlpBias),
+      up: r.lin(`${layer}.mlp.up_proj`, t.mlpBias),
+      down: r.lin(`${layer}.mlp.down_proj`, t.mlpBias),
+    },
+    { heads: t.heads, kvHeads: t.kvHeads, eps: t.rmsEps, cos: c.cos, sin: c.sin, mask: c.mask },
+  );
 }
 
 /**
@@ -247,8 +316,13 @@ export function textLayer(r: ParamResolver, h: Value, l: number, c: { cos: Value
  * token from the prompt's last position)
  */
 export function headLogprobs(r: ParamResolver, h: Value, predictIndex: Value, targets: Value): Value {
-  const { g, s } = r, R = targets.shape[0], D = s.text.hidden, [B, L] = h.shape;
+  const { g, s } = r,
+    R = targets.shape[0],
+    D = s.text.hidden,
+    [B, L] = h.shape;
   const hs = g.gather(g.reshape(h, [B * L, D]), predictIndex, 0);
-  const logits = linear(g, rmsNorm(g, hs, r.w(`${prefixes(s).text}.norm.weight`), s.text.rmsEps), { weight: r.w('lm_head.weight') });
+  const logits = linear(g, rmsNorm(g, hs, r.w(`${prefixes(s).text}.norm.weight`), s.text.rmsEps), {
+    weight: r.w('lm_head.weight'),
+  });
   return g.reshape(tokenLogprobs(g, g.reshape(logits, [1, R, s.text.vocab]), g.reshape(targets, [1, R])), [R]);
 }

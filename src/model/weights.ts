@@ -24,8 +24,13 @@ export interface UploadResult {
   bytes: number;
 }
 
-export async function uploadWeights(rt: Runtime, store: WeightStore, spec: VlmSpec, ckpt: Checkpoint,
-  o: { int4?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<UploadResult> {
+export async function uploadWeights(
+  rt: Runtime,
+  store: WeightStore,
+  spec: VlmSpec,
+  ckpt: Checkpoint,
+  o: { int4?: boolean; onProgress?: (done: number, total: number) => void } = {},
+): Promise<UploadResult> {
   const int4 = new Set<string>();
   let bytes = 0;
   const params = parameterList(spec);

@@ -28,7 +28,10 @@ export interface Int4Bench {
 /** one image (with Idefics3's markers), a short question and a response of `R` tokens */
 export function benchSequence(spec: VlmSpec, R: number, seed = 1): ScoreRow {
   let s = seed;
-  const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
+  const rnd = () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
   const word = () => 100 + Math.floor(rnd() * Math.min(spec.text.vocab - 200, 20000));
   const imageBlock = Array(spec.tokensPerImage).fill(spec.imageTokenId);
   const prompt = [1, ...Array.from({ length: 6 }, word), ...imageBlock, ...Array.from({ length: 12 }, word), 2];
@@ -39,7 +42,9 @@ export function benchSequence(spec: VlmSpec, R: number, seed = 1): ScoreRow {
 }
 
 export async function benchInt4(o: { ep?: EP; spec?: VlmSpec; name?: string; R?: number } = {}): Promise<Int4Bench> {
-  const ep = o.ep ?? 'cpu', spec = o.spec ?? SMOLVLM_256M, R = o.R ?? 48;
+  const ep = o.ep ?? 'cpu',
+    spec = o.spec ?? SMOLVLM_256M,
+    R = o.R ?? 48;
   const rt = await createNodeRuntime(ep);
   const ckpt = randomCheckpoint(spec, 1);
   const seq = benchSequence(spec, R);
@@ -54,11 +59,29 @@ export async function benchInt4(o: { ep?: EP; spec?: VlmSpec; name?: string; R?:
   };
   const fp = await run(false);
   const q = await run(true);
-  let max = 0, sum = 0, sf = 0, sq = 0, mean = 0;
+  let max = 0,
+    sum = 0,
+    sf = 0,
+    sq = 0,
+    mean = 0;
   for (let i = 0; i < R; i++) {
     const d = Math.abs(fp.lp[i] - q.lp[i]);
-    max = Math.max(max, d); sum += d; sf += fp.lp[i]; sq += q.lp[i]; mean += fp.lp[i] / R;
+    max = Math.max(max, d);
+    sum += d;
+    sf += fp.lp[i];
+    sq += q.lp[i];
+    mean += fp.lp[i] / R;
   }
-  return { suite: 'int4', model: o.name ?? 'SmolVLM-256M-shaped (random weights)', ep, response_tokens: R, max_abs_dev: max,
-    mean_abs_dev: sum / R, sequence_score_dev: Math.abs(sf - sq), fp32_mean_logprob: mean, fp32_ms: fp.ms, int4_ms: q.ms };
+  return {
+    suite: 'int4',
+    model: o.name ?? 'SmolVLM-256M-shaped (random weights)',
+    ep,
+    response_tokens: R,
+    max_abs_dev: max,
+    mean_abs_dev: sum / R,
+    sequence_score_dev: Math.abs(sf - sq),
+    fp32_mean_logprob: mean,
+    fp32_ms: fp.ms,
+    int4_ms: q.ms,
+  };
 }

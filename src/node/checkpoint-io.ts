@@ -1,5 +1,16 @@
 /** Checkpoint folders on disk, written atomically: a temporary sibling folder, then one rename. */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { FileBytes } from '../engine/checkpoint.js';
 

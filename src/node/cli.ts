@@ -61,8 +61,11 @@ commands:
       Show this text.
 `;
 
-export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s),
-  err: (s: string) => void = (s) => process.stderr.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
@@ -96,9 +99,13 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
 
 async function reference(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { 'loss-only': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
-      device: { type: 'string', default: 'cpu' } },
+    args,
+    allowPositionals: true,
+    options: {
+      'loss-only': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      device: { type: 'string', default: 'cpu' },
+    },
   });
   if (positionals.length !== 1) {
     err(`vco-lab reference: expected one case folder, got ${positionals.length}\n\n${USAGE}`);
@@ -126,14 +133,22 @@ async function reference(args: string[], out: (s: string) => void, err: (s: stri
 
 function formatModelCheck(r: import('./reference-model.js').ModelCheck): string {
   const e = (x: number) => x.toExponential(2);
-  const lines = ['', `reference case ${r.case} (${r.family}), model on ${r.device}: ${r.sequences} sequences`, `runtime: ${r.runtime}`, '',
+  const lines = [
+    '',
+    `reference case ${r.case} (${r.family}), model on ${r.device}: ${r.sequences} sequences`,
+    `runtime: ${r.runtime}`,
+    '',
     `token log-probs   policy max |err| ${e(r.logprobs.policy_max_abs_err)}   reference ${e(r.logprobs.reference_max_abs_err)}` +
-    `   (tolerance ${r.tolerances.logprob_abs})`, '',
-    'preset           loss            rel err   LoRA grad rel err   zero tensors  ok'];
+      `   (tolerance ${r.tolerances.logprob_abs})`,
+    '',
+    'preset           loss            rel err   LoRA grad rel err   zero tensors  ok',
+  ];
   for (const [name, p] of Object.entries(r.presets)) {
-    lines.push(`${name.padEnd(16)} ${p.loss.value.toFixed(10).padEnd(15)} ${e(p.loss.rel_err)}  ${e(p.lora_grad_max_rel_err).padEnd(19)} ` +
-      `${String(p.zero_tensors).padStart(4)}${p.zero_tensors_nonzero.length ? ` (${p.zero_tensors_nonzero.length} NOT zero)` : ''}` +
-      `          ${p.pass ? 'yes' : 'NO'}`);
+    lines.push(
+      `${name.padEnd(16)} ${p.loss.value.toFixed(10).padEnd(15)} ${e(p.loss.rel_err)}  ${e(p.lora_grad_max_rel_err).padEnd(19)} ` +
+        `${String(p.zero_tensors).padStart(4)}${p.zero_tensors_nonzero.length ? ` (${p.zero_tensors_nonzero.length} NOT zero)` : ''}` +
+        `          ${p.pass ? 'yes' : 'NO'}`,
+    );
   }
   lines.push('', r.pass ? 'PASS' : 'FAIL', '');
   return lines.join('\n');
@@ -141,9 +156,16 @@ function formatModelCheck(r: import('./reference-model.js').ModelCheck): string 
 
 async function bench(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { ep: { type: 'string', default: 'cpu' }, sizes: { type: 'string' }, json: { type: 'boolean', default: false },
-      out: { type: 'string' }, quick: { type: 'boolean', default: false }, models: { type: 'string' } },
+    args,
+    allowPositionals: true,
+    options: {
+      ep: { type: 'string', default: 'cpu' },
+      sizes: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      models: { type: 'string' },
+    },
   });
   const known = ['ops', 'int4', 'train'];
   // the default run: the runtime layer's overhead and the training engine (int4's accuracy is its own suite)
@@ -166,7 +188,10 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       if (!values.json) out(`bench ops on ${ep}\n${OPS_HEADER}\n`);
       const r = await benchOps({ ep, sizes, log: values.json ? undefined : (x) => out(`${x}\n`) });
       results.ops = r;
-      if (!values.json) out(`layer/raw geometric mean ${r.layer_over_raw_geomean.toFixed(3)}\nruntime: ${r.detail}; ${r.machine.cpus} x ${r.machine.model}\n\n`);
+      if (!values.json)
+        out(
+          `layer/raw geometric mean ${r.layer_over_raw_geomean.toFixed(3)}\nruntime: ${r.detail}; ${r.machine.cpus} x ${r.machine.model}\n\n`,
+        );
     } else if (suite === 'train') {
       const { benchTrain, formatTrainBench } = await import('./bench-train.js');
       const models = values.models?.split(',');
@@ -178,11 +203,13 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       const r = await benchInt4({ ep });
       results.int4 = r;
       if (!values.json) {
-        out(`bench int4 on ${ep}: ${r.model}, ${r.response_tokens} response tokens\n` +
-          `  |log p int4 - log p fp32| per token: max ${r.max_abs_dev.toFixed(4)}, mean ${r.mean_abs_dev.toFixed(4)} nats\n` +
-          `  sequence score (sum over the response) moves by ${r.sequence_score_dev.toFixed(4)} nats` +
-          ` (fp32 mean log p ${r.fp32_mean_logprob.toFixed(3)})\n` +
-          `  one scoring pass: fp32 ${r.fp32_ms.toFixed(0)} ms, int4 ${r.int4_ms.toFixed(0)} ms\n\n`);
+        out(
+          `bench int4 on ${ep}: ${r.model}, ${r.response_tokens} response tokens\n` +
+            `  |log p int4 - log p fp32| per token: max ${r.max_abs_dev.toFixed(4)}, mean ${r.mean_abs_dev.toFixed(4)} nats\n` +
+            `  sequence score (sum over the response) moves by ${r.sequence_score_dev.toFixed(4)} nats` +
+            ` (fp32 mean log p ${r.fp32_mean_logprob.toFixed(3)})\n` +
+            `  one scoring pass: fp32 ${r.fp32_ms.toFixed(0)} ms, int4 ${r.int4_ms.toFixed(0)} ms\n\n`,
+        );
       }
     }
   }
@@ -197,10 +224,15 @@ function formatLossCheck(r: LossCheck): string {
   const lines = [`reference case ${r.case} (${r.family}), loss only`, ''];
   lines.push('preset           loss            rel err   dL/ds err  margin err prob err  gates  ok');
   for (const [name, p] of Object.entries(r.presets)) {
-    lines.push(`${name.padEnd(16)} ${p.loss.value.toFixed(12).padEnd(15)} ${e(p.loss.rel_err)}  ${e(p.dlds_max_abs_err)}` +
-      `   ${e(p.h_max_abs_err)}   ${e(p.p_max_abs_err)} ${String(p.gate_mismatches).padStart(3)}    ${p.pass ? 'yes' : 'NO'}`);
+    lines.push(
+      `${name.padEnd(16)} ${p.loss.value.toFixed(12).padEnd(15)} ${e(p.loss.rel_err)}  ${e(p.dlds_max_abs_err)}` +
+        `   ${e(p.h_max_abs_err)}   ${e(p.p_max_abs_err)} ${String(p.gate_mismatches).padStart(3)}    ${p.pass ? 'yes' : 'NO'}`,
+    );
   }
-  lines.push('', `tolerances: loss ${r.tolerances.loss_rel} relative, dL/ds ${r.tolerances.dlds_abs} absolute; ` +
-    (r.pass ? 'PASS' : 'FAIL'), '');
+  lines.push(
+    '',
+    `tolerances: loss ${r.tolerances.loss_rel} relative, dL/ds ${r.tolerances.dlds_abs} absolute; ` + (r.pass ? 'PASS' : 'FAIL'),
+    '',
+  );
   return lines.join('\n');
 }

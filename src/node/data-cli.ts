@@ -48,27 +48,44 @@ function intOpt(v: string | undefined, name: string, dflt: number, min = 0): num
 
 function exportSet(args: string[], out: (s: string) => void): number {
   const { values } = parseArgs({
-    args, strict: true, allowPositionals: false,
-    options: { out: { type: 'string' }, kind: { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' }, negatives: { type: 'string' }, 'star-yellow': { type: 'string' } },
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      out: { type: 'string' },
+      kind: { type: 'string' },
+      n: { type: 'string' },
+      seed: { type: 'string' },
+      negatives: { type: 'string' },
+      'star-yellow': { type: 'string' },
+    },
   });
   if (!values.out) throw new Error('export needs --out DIR');
   const kind = (values.kind ?? 'preference') as RowKind;
   if (kind !== 'preference' && kind !== 'sft') throw new Error(`--kind must be preference or sft, got "${values.kind}"`);
   const negatives = values.negatives ?? 'edited';
-  if (negatives !== 'edited' && negatives !== 'synthetic') throw new Error(`--negatives must be edited or synthetic, got "${negatives}"`);
+  if (negatives !== 'edited' && negatives !== 'synthetic')
+    throw new Error(`--negatives must be edited or synthetic, got "${negatives}"`);
   if (kind === 'sft' && values.negatives) throw new Error('--negatives applies to --kind preference only');
-  const n = intOpt(values.n, 'n', 100, 1), seed = intOpt(values.seed, 'seed', 1);
+  const n = intOpt(values.n, 'n', 100, 1),
+    seed = intOpt(values.seed, 'seed', 1);
   let starYellow: number | undefined;
   if (values['star-yellow'] !== undefined) {
     starYellow = Number(values['star-yellow']);
-    if (!(starYellow >= 0 && starYellow <= 1)) throw new Error(`--star-yellow must be a probability in [0, 1], got "${values['star-yellow']}"`);
+    if (!(starYellow >= 0 && starYellow <= 1))
+      throw new Error(`--star-yellow must be a probability in [0, 1], got "${values['star-yellow']}"`);
   }
   const dir = resolve(values.out);
   if (existsSync(dir)) {
     const foreign = readdirSync(dir).filter((f) => !EXPORT_NAMES.has(f));
-    if (foreign.length) throw new Error(`${dir} exists and holds other files (${foreign.slice(0, 3).join(', ')}); choose another --out or empty it`);
+    if (foreign.length)
+      throw new Error(
+        `${dir} exists and holds other files (${foreign.slice(0, 3).join(', ')}); choose another --out or empty it`,
+      );
   }
-  const parent = dirname(dir), stamp = `${process.pid}-${Date.now()}`, tmp = join(parent, `.${basename(dir)}.tmp-${stamp}`);
+  const parent = dirname(dir),
+    stamp = `${process.pid}-${Date.now()}`,
+    tmp = join(parent, `.${basename(dir)}.tmp-${stamp}`);
   mkdirSync(join(tmp, 'images'), { recursive: true });
   try {
     const rows: object[] = [];
@@ -101,7 +118,9 @@ function exportSet(args: string[], out: (s: string) => void): number {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  out(`wrote ${n} ${kind} rows${kind === 'preference' ? ` (${negatives} negatives)` : ''} to ${join(dir, `${kind}.jsonl`)} and ${join(dir, 'images')}\n`);
+  out(
+    `wrote ${n} ${kind} rows${kind === 'preference' ? ` (${negatives} negatives)` : ''} to ${join(dir, `${kind}.jsonl`)} and ${join(dir, 'images')}\n`,
+  );
   return 0;
 }
 
@@ -112,12 +131,16 @@ export function checkFile(file: string): number {
   let kind: RowKind = 'preference';
   try {
     if (first && !('chosen' in JSON.parse(first)) && 'completion' in JSON.parse(first)) kind = 'sft';
-  } catch { /* the parser below reports the bad line */ }
-  const rows = parseRows(text, file, kind), base = dirname(resolve(file));
+  } catch {
+    /* the parser below reports the bad line */
+  }
+  const rows = parseRows(text, file, kind),
+    base = dirname(resolve(file));
   for (const { line, row } of rows) {
     row.images.forEach((rel, k) => {
       const p = resolve(base, rel);
-      if (!existsSync(p)) throw new Error(`${file} line ${line}: field "images"[${k}] = "${rel}": no file at ${p}; add the image or fix the path`);
+      if (!existsSync(p))
+        throw new Error(`${file} line ${line}: field "images"[${k}] = "${rel}": no file at ${p}; add the image or fix the path`);
       try {
         decodePng(readFileSync(p), p);
       } catch (e) {
@@ -141,13 +164,20 @@ export async function dataCommand(args: string[], out: (s: string) => void): Pro
         return 0;
       }
       case 'similarity': {
-        const { values } = parseArgs({ args: rest, strict: true, options: { n: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' } } });
-        const n = intOpt(values.n, 'n', 64, 1), seed = intOpt(values.seed, 'seed', 1);
+        const { values } = parseArgs({
+          args: rest,
+          strict: true,
+          options: { n: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' } },
+        });
+        const n = intOpt(values.n, 'n', 64, 1),
+          seed = intOpt(values.seed, 'seed', 1);
         const r = similarityReport(n, seed);
         if (values.json) out(JSON.stringify(r) + '\n');
         else {
           const f = (x: { mean: number; sd: number }) => `${x.mean.toFixed(4)} ± ${x.sd.toFixed(4)}`;
-          out(`SSIM(m, m') over ${n} samples (seed ${seed})\n  edited m':    ${f(r.edited)}\n  synthetic m': ${f(r.synthetic)}\n`);
+          out(
+            `SSIM(m, m') over ${n} samples (seed ${seed})\n  edited m':    ${f(r.edited)}\n  synthetic m': ${f(r.synthetic)}\n`,
+          );
         }
         return 0;
       }

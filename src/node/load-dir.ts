@@ -6,8 +6,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Checkpoint } from '../model/checkpoint.js';
-import { AUX_FILES, CONFIG_FILE, SINGLE_WEIGHTS, SafetensorsSource, WEIGHTS_INDEX, checkpointFromFiles, parseJsonFile,
-  shardsFromIndex } from '../model/files.js';
+import {
+  AUX_FILES,
+  CONFIG_FILE,
+  SINGLE_WEIGHTS,
+  SafetensorsSource,
+  WEIGHTS_INDEX,
+  checkpointFromFiles,
+  parseJsonFile,
+  shardsFromIndex,
+} from '../model/files.js';
 import { CheckpointError } from '../model/safetensors.js';
 
 export function readJson(file: string, what: string): Record<string, unknown> {
@@ -18,10 +26,13 @@ export function readJson(file: string, what: string): Record<string, unknown> {
 /** safetensors files on disk, read whole */
 export class SafetensorsFiles extends SafetensorsSource {
   constructor(location: string, paths: string[]) {
-    super(location, paths.map((p) => {
-      if (!existsSync(p)) throw new CheckpointError(`${p} not found (listed by the checkpoint in ${location})`);
-      return { file: p, bytes: new Uint8Array(readFileSync(p)) };
-    }));
+    super(
+      location,
+      paths.map((p) => {
+        if (!existsSync(p)) throw new CheckpointError(`${p} not found (listed by the checkpoint in ${location})`);
+        return { file: p, bytes: new Uint8Array(readFileSync(p)) };
+      }),
+    );
   }
 }
 
@@ -36,7 +47,8 @@ export function readCheckpointFiles(dir: string, extra: readonly string[] = AUX_
   if (existsSync(join(dir, SINGLE_WEIGHTS))) read(SINGLE_WEIGHTS);
   else if (existsSync(join(dir, WEIGHTS_INDEX))) {
     read(WEIGHTS_INDEX);
-    for (const s of shardsFromIndex(parseJsonFile(files.get(WEIGHTS_INDEX)!, join(dir, WEIGHTS_INDEX)), join(dir, WEIGHTS_INDEX))) read(s);
+    for (const s of shardsFromIndex(parseJsonFile(files.get(WEIGHTS_INDEX)!, join(dir, WEIGHTS_INDEX)), join(dir, WEIGHTS_INDEX)))
+      read(s);
   }
   for (const name of extra) read(name);
   return files;

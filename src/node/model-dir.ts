@@ -25,24 +25,45 @@ export interface LoadedModel extends ChatModel {
 /** a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) */
 export function readAdapterDir(dir: string): Adapter {
   const cfgFile = join(dir, 'adapter_config.json');
-  return readAdapter(readJson(cfgFile, 'an adapter folder holds adapter_config.json (PEFT)'), cfgFile,
-    new SafetensorsFiles(dir, [join(dir, 'adapter_model.safetensors')]));
+  return readAdapter(
+    readJson(cfgFile, 'an adapter folder holds adapter_config.json (PEFT)'),
+    cfgFile,
+    new SafetensorsFiles(dir, [join(dir, 'adapter_model.safetensors')]),
+  );
 }
 
 /** a model folder's config and weights (and a PEFT adapter on top) in an engine: enough to score token ids */
-export async function loadEngineDir(rt: Runtime, dir: string, adapterDir?: string, o: Omit<EngineOptions, 'lora'> = {}): Promise<Engine> {
+export async function loadEngineDir(
+  rt: Runtime,
+  dir: string,
+  adapterDir?: string,
+  o: Omit<EngineOptions, 'lora'> = {},
+): Promise<Engine> {
   if (!existsSync(join(dir, 'config.json'))) {
-    throw new Error(`${dir}/config.json not found: --model takes a Hugging Face checkpoint folder` +
-      (dir === DEFAULT_MODEL_DIR ? ' (run `npx vco-lab train-default` to rebuild the default model)' : ''));
+    throw new Error(
+      `${dir}/config.json not found: --model takes a Hugging Face checkpoint folder` +
+        (dir === DEFAULT_MODEL_DIR ? ' (run `npx vco-lab train-default` to rebuild the default model)' : ''),
+    );
   }
   const spec = checkConfig(readJson(join(dir, 'config.json'), ''), join(dir, 'config.json'));
   return Engine.create(rt, spec, loadCheckpointDir(dir), { ...o, lora: adapterDir ? readAdapterDir(adapterDir) : null });
 }
 
 /** a model folder in an engine, with its tokenizer and image processor, for questions on images */
-export async function loadModelDir(rt: Runtime, dir: string, adapterDir?: string, o: Omit<EngineOptions, 'lora'> = {}): Promise<LoadedModel> {
+export async function loadModelDir(
+  rt: Runtime,
+  dir: string,
+  adapterDir?: string,
+  o: Omit<EngineOptions, 'lora'> = {},
+): Promise<LoadedModel> {
   const engine = await loadEngineDir(rt, dir, adapterDir, o);
   const data = modelDataFromFiles(readCheckpointFiles(dir), dir);
-  return { name: adapterDir ? `${dir} + ${adapterDir}` : dir, spec: engine.spec, tokenizer: data.tokenizer, processor: data.processor,
-    placeholder: data.placeholder, engine };
+  return {
+    name: adapterDir ? `${dir} + ${adapterDir}` : dir,
+    spec: engine.spec,
+    tokenizer: data.tokenizer,
+    processor: data.processor,
+    placeholder: data.placeholder,
+    engine,
+  };
 }

@@ -58,7 +58,8 @@ export function loadCase(dir: string): ReferenceCase {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new Error(`${file} not found: pass a case folder such as ../shared/reference/idefics3-public`, { cause: e });
+    if (err.code === 'ENOENT')
+      throw new Error(`${file} not found: pass a case folder such as ../shared/reference/idefics3-public`, { cause: e });
     throw new Error(`${file} is not valid JSON (${err.message}); regenerate it with refgen.py`, { cause: e });
   }
   const c = raw as Record<string, unknown>;
@@ -71,13 +72,24 @@ export function loadCase(dir: string): ReferenceCase {
   if (!Array.isArray(samples) || samples.length === 0) throw new CaseFormatError(file, 'samples', 'must be a non-empty list');
   if (!Array.isArray(sequences)) throw new CaseFormatError(file, 'sequences', 'must be a list');
   sequences.forEach((s, i) => {
-    for (const f of ['sample', 'direction', 'branch', 'role', 'score_mask', 'policy_token_logprobs', 'reference_token_logprobs']) {
+    for (const f of [
+      'sample',
+      'direction',
+      'branch',
+      'role',
+      'score_mask',
+      'policy_token_logprobs',
+      'reference_token_logprobs',
+    ]) {
       need(s as unknown as Record<string, unknown>, f, `sequences[${i}].`);
     }
     if (s.score_mask.length !== s.policy_token_logprobs.length || s.score_mask.length !== s.reference_token_logprobs.length) {
-      throw new CaseFormatError(file, `sequences[${i}].score_mask`,
+      throw new CaseFormatError(
+        file,
+        `sequences[${i}].score_mask`,
         `has ${s.score_mask.length} entries but the token log-prob lists have ${s.policy_token_logprobs.length} and ` +
-        `${s.reference_token_logprobs.length}: all three cover the response tokens`);
+          `${s.reference_token_logprobs.length}: all three cover the response tokens`,
+      );
     }
     if (s.sample < 0 || s.sample >= samples.length) {
       throw new CaseFormatError(file, `sequences[${i}].sample`, `is ${s.sample}, but there are ${samples.length} samples`);
@@ -91,8 +103,16 @@ export function loadCase(dir: string): ReferenceCase {
     const l = need(loss as unknown as Record<string, unknown>, p, 'loss.') as Record<string, unknown>;
     for (const f of ['value', 'dloss_dsequence_logp', 'vcdist_active']) need(l, f, `loss.${p}.`);
   }
-  return { dir, family: String(c.family ?? ''), samples, sequences, hyperparameters: hp, loss,
-    tokensPerImage: c.tokens_per_image as number | undefined, imageSize: c.image_size as number | undefined };
+  return {
+    dir,
+    family: String(c.family ?? ''),
+    samples,
+    sequences,
+    hyperparameters: hp,
+    loss,
+    tokensPerImage: c.tokens_per_image as number | undefined,
+    imageSize: c.image_size as number | undefined,
+  };
 }
 
 /** Which sequence score a case row is: direction 1 targets m (y ≻ y'), direction 2 targets m' (y' ≻ y). */
@@ -109,7 +129,10 @@ export function maskedScore(tokenLogprobs: ReadonlyArray<number>, mask: Readonly
   return s;
 }
 
-export function caseScores(c: ReferenceCase, tokenLogprobs?: (seqIndex: number) => { policy: number[]; reference: number[] }): PreferenceScores[] {
+export function caseScores(
+  c: ReferenceCase,
+  tokenLogprobs?: (seqIndex: number) => { policy: number[]; reference: number[] },
+): PreferenceScores[] {
   const batch: PreferenceScores[] = c.samples.map((s) => ({ policy: {}, reference: {}, swap: Boolean(s.swap) }));
   c.sequences.forEach((s, i) => {
     const k = sequenceKey(s);
@@ -126,8 +149,13 @@ export function presetConfig(c: ReferenceCase, preset: 'paper' | 'reference-code
   const base = icvcoConfig(preset as 'paper');
   for (const k of Object.keys(hp)) {
     if (!(k in base) || k === 'preset') {
-      throw new CaseFormatError(join(c.dir, 'case.json'), `hyperparameters.${preset === 'paper' ? 'paper' : 'reference_code'}.${k}`,
-        `is not a setting of the ${preset} preset (${Object.keys(base).filter((x) => x !== 'preset').join(', ')})`);
+      throw new CaseFormatError(
+        join(c.dir, 'case.json'),
+        `hyperparameters.${preset === 'paper' ? 'paper' : 'reference_code'}.${k}`,
+        `is not a setting of the ${preset} preset (${Object.keys(base)
+          .filter((x) => x !== 'preset')
+          .join(', ')})`,
+      );
     }
   }
   return { ...base, ...hp } as IcVcoConfig;
@@ -161,8 +189,12 @@ const maxAbs = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => {
   return m;
 };
 
-export function checkPreset(c: ReferenceCase, preset: 'paper' | 'reference-code', scores: PreferenceScores[],
-  tol = LOSS_ONLY_TOLERANCES): PresetCheck {
+export function checkPreset(
+  c: ReferenceCase,
+  preset: 'paper' | 'reference-code',
+  scores: PreferenceScores[],
+  tol = LOSS_ONLY_TOLERANCES,
+): PresetCheck {
   const res = evaluate(icvco, presetConfig(c, preset), scores);
   const exp = c.loss[preset];
   const relErr = Math.abs(res.loss - exp.value) / Math.max(Math.abs(exp.value), 1e-300);
@@ -184,12 +216,19 @@ export function checkPreset(c: ReferenceCase, preset: 'paper' | 'reference-code'
   const h = Math.max(maxAbs(col('h_single'), exp.h_single ?? []), maxAbs(col('h_multi'), exp.h_multi ?? []));
   const p = Math.max(maxAbs(col('p_single'), exp.p_single ?? []), maxAbs(col('p_multi'), exp.p_multi ?? []));
   const gates = col('vcdist_active');
-  const gateMismatches = exp.vcdist_active.length !== gates.length ? Math.max(exp.vcdist_active.length, gates.length)
-    : gates.filter((g, i) => g !== exp.vcdist_active[i]).length;
-  const pass = relErr <= tol.loss_rel && dlds <= tol.dlds_abs && h <= tol.margin_abs && p <= tol.prob_abs &&
-    gateMismatches === 0;
-  return { loss: { value: res.loss, expected: exp.value, rel_err: relErr }, dlds_max_abs_err: dlds, h_max_abs_err: h,
-    p_max_abs_err: p, gate_mismatches: gateMismatches, pass };
+  const gateMismatches =
+    exp.vcdist_active.length !== gates.length
+      ? Math.max(exp.vcdist_active.length, gates.length)
+      : gates.filter((g, i) => g !== exp.vcdist_active[i]).length;
+  const pass = relErr <= tol.loss_rel && dlds <= tol.dlds_abs && h <= tol.margin_abs && p <= tol.prob_abs && gateMismatches === 0;
+  return {
+    loss: { value: res.loss, expected: exp.value, rel_err: relErr },
+    dlds_max_abs_err: dlds,
+    h_max_abs_err: h,
+    p_max_abs_err: p,
+    gate_mismatches: gateMismatches,
+    pass,
+  };
 }
 
 export function checkLossOnly(c: ReferenceCase): LossCheck {
@@ -198,7 +237,9 @@ export function checkLossOnly(c: ReferenceCase): LossCheck {
   const code = checkPreset(c, 'reference-code', scores);
   const both = [paper, code];
   return {
-    case: c.dir, family: c.family, mode: 'loss-only',
+    case: c.dir,
+    family: c.family,
+    mode: 'loss-only',
     presets: { paper, 'reference-code': code },
     max_errors: {
       loss_rel: Math.max(...both.map((x) => x.loss.rel_err)),
@@ -218,21 +259,35 @@ export function caseEngineSamples(c: ReferenceCase): import('../engine/sample.js
     const rows = c.sequences.filter((s) => s.sample === k);
     const row = (direction: 1 | 2, branch: 'single' | 'multi', role: 'chosen' | 'rejected') => {
       const r = rows.find((s) => s.direction === direction && s.branch === branch && s.role === role);
-      if (!r) throw new CaseFormatError(join(c.dir, 'case.json'), 'sequences', `lacks sample ${k} direction ${direction} ${branch} ${role}`);
+      if (!r)
+        throw new CaseFormatError(
+          join(c.dir, 'case.json'),
+          'sequences',
+          `lacks sample ${k} direction ${direction} ${branch} ${role}`,
+        );
       return r;
     };
     const img = (name: string) => Float32Array.from((name === 'm' ? smp.m : smp.m_contrast) ?? []);
     const asImg = (name: string) => (name === 'm' ? 'm' : "m'") as 'm' | "m'";
     const prompt = (r: CaseSequence) => r.input_ids.slice(0, r.response_start);
     const resp = (r: CaseSequence) => r.input_ids.slice(r.response_start);
-    const yRow = row(1, 'single', 'chosen'), ypRow = row(1, 'single', 'rejected');
+    const yRow = row(1, 'single', 'chosen'),
+      ypRow = row(1, 'single', 'rejected');
     return {
       id: `${c.dir}#${k}`,
       images: { m: [img('m')], "m'": [img('m_contrast')] },
-      prompts: { m: prompt(yRow), "m'": prompt(row(2, 'single', 'chosen')), 'M>m': prompt(row(1, 'multi', 'chosen')),
-        "M>m'": prompt(row(2, 'multi', 'chosen')) },
-      contextImages: { m: yRow.images.map(asImg), "m'": row(2, 'single', 'chosen').images.map(asImg),
-        'M>m': row(1, 'multi', 'chosen').images.map(asImg), "M>m'": row(2, 'multi', 'chosen').images.map(asImg) },
+      prompts: {
+        m: prompt(yRow),
+        "m'": prompt(row(2, 'single', 'chosen')),
+        'M>m': prompt(row(1, 'multi', 'chosen')),
+        "M>m'": prompt(row(2, 'multi', 'chosen')),
+      },
+      contextImages: {
+        m: yRow.images.map(asImg),
+        "m'": row(2, 'single', 'chosen').images.map(asImg),
+        'M>m': row(1, 'multi', 'chosen').images.map(asImg),
+        "M>m'": row(2, 'multi', 'chosen').images.map(asImg),
+      },
       responses: { y: resp(yRow), "y'": resp(ypRow) },
       spanMasks: { y: yRow.score_mask, "y'": ypRow.score_mask },
       swap: Boolean(smp.swap),

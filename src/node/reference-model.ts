@@ -58,19 +58,26 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
   // every score either preset needs (both presets read the same sequences)
   const reqs = icvco.requirements(presetConfig(c, 'paper'));
 
-  const pol: SampleForward[] = [], ref: SampleForward[] = [];
+  const pol: SampleForward[] = [],
+    ref: SampleForward[] = [];
   for (let k = 0; k < samples.length; k++) {
     pol.push(await forwardSample(engine, samples[k], reqs, 'policy', { save: true }));
     ref.push(await forwardSample(engine, samples[k], reqs, 'reference'));
     log?.(`sample ${k + 1}/${samples.length}`);
   }
-  let polErr = 0, refErr = 0;
+  let polErr = 0,
+    refErr = 0;
   for (const row of c.sequences) {
     const key = sequenceKey(row) as SeqKey;
-    const p = pol[row.sample].tokens[key], r = ref[row.sample].tokens[key];
+    const p = pol[row.sample].tokens[key],
+      r = ref[row.sample].tokens[key];
     if (!p || !r) throw new Error(`${c.dir}/case.json: the engine did not score ${key} of sample ${row.sample}`);
-    row.policy_token_logprobs.forEach((x, t) => { polErr = Math.max(polErr, Math.abs(p[t] - x)); });
-    row.reference_token_logprobs.forEach((x, t) => { refErr = Math.max(refErr, Math.abs(r[t] - x)); });
+    row.policy_token_logprobs.forEach((x, t) => {
+      polErr = Math.max(polErr, Math.abs(p[t] - x));
+    });
+    row.reference_token_logprobs.forEach((x, t) => {
+      refErr = Math.max(refErr, Math.abs(r[t] - x));
+    });
   }
   const scores = samples.map((s, k) => ({ policy: pol[k].scores, reference: ref[k].scores, swap: s.swap }));
 
@@ -83,7 +90,8 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
     const total = new Map<string, Float64Array>();
     for (let k = 0; k < samples.length; k++) await backwardSample(engine, samples[k], reqs, pol[k], res.grads[k], total);
     const hf = new SafetensorsFiles(c.dir, [join(c.dir, `lora_grads_${preset}.safetensors`)]);
-    let worst = 0, worstName = '';
+    let worst = 0,
+      worstName = '';
     const zeroNonzero: string[] = [];
     let zeros = 0;
     for (const key of hf.names()) {
@@ -97,11 +105,17 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
       }
       let err = 0;
       for (let j = 0; j < exp.length; j++) err = Math.max(err, Math.abs((ours?.[j] ?? 0) - exp[j]));
-      if (err / maxRef > worst) { worst = err / maxRef; worstName = key; }
+      if (err / maxRef > worst) {
+        worst = err / maxRef;
+        worstName = key;
+      }
     }
     presets[preset] = {
-      loss: { value: res.loss, expected: exp, rel_err: relLoss }, lora_grad_max_rel_err: worst, zero_tensors: zeros,
-      zero_tensors_nonzero: zeroNonzero, worst_tensor: worstName,
+      loss: { value: res.loss, expected: exp, rel_err: relLoss },
+      lora_grad_max_rel_err: worst,
+      zero_tensors: zeros,
+      zero_tensors_nonzero: zeroNonzero,
+      worst_tensor: worstName,
       pass: relLoss <= MODEL_TOLERANCES.loss_rel && worst <= MODEL_TOLERANCES.lora_grad_rel && zeroNonzero.length === 0,
     };
   }
@@ -110,11 +124,19 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
   const both = [presets.paper, presets['reference-code']];
   const lpErr = Math.max(polErr, refErr);
   return {
-    case: c.dir, family: c.family, mode: 'model', device, runtime: rt.detail, sequences: c.sequences.length,
+    case: c.dir,
+    family: c.family,
+    mode: 'model',
+    device,
+    runtime: rt.detail,
+    sequences: c.sequences.length,
     logprobs: { policy_max_abs_err: polErr, reference_max_abs_err: refErr },
     presets,
-    max_errors: { logprob_abs: lpErr, loss_rel: Math.max(...both.map((p) => p.loss.rel_err)),
-      lora_grad_rel: Math.max(...both.map((p) => p.lora_grad_max_rel_err)) },
+    max_errors: {
+      logprob_abs: lpErr,
+      loss_rel: Math.max(...both.map((p) => p.loss.rel_err)),
+      lora_grad_rel: Math.max(...both.map((p) => p.lora_grad_max_rel_err)),
+    },
     tolerances: { logprob_abs: tolLp, loss_rel: MODEL_TOLERANCES.loss_rel, lora_grad_rel: MODEL_TOLERANCES.lora_grad_rel },
     pass: lpErr <= tolLp && both.every((p) => p.pass),
   };

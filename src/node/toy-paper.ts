@@ -39,7 +39,14 @@ export interface ToyOptions {
 }
 
 export const DEFAULT_TOY: Omit<ToyOptions, 'modelDir'> = {
-  pairs: 256, steps: 64, batch: 8, lr: 2e-3, rank: 8, perCategory: 200, seed: 7, starYellow: 0.5,
+  pairs: 256,
+  steps: 64,
+  batch: 8,
+  lr: 2e-3,
+  rank: 8,
+  perCategory: 200,
+  seed: 7,
+  starYellow: 0.5,
 };
 
 export interface ToyRun {
@@ -66,13 +73,31 @@ export interface ToyResult {
 const LM_LINEARS = String.raw`model\.text_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)`;
 
 /** training pairs of one kind: the same seed tuples, m' edited or re-generated */
-export function toySamples(model: LoadedModel, o: Pick<ToyOptions, 'pairs' | 'seed' | 'starYellow'>, negatives: 'edited' | 'synthetic'): EngineSample[] {
+export function toySamples(
+  model: LoadedModel,
+  o: Pick<ToyOptions, 'pairs' | 'seed' | 'starYellow'>,
+  negatives: 'edited' | 'synthetic',
+): EngineSample[] {
   const out: EngineSample[] = [];
   for (let i = 0; i < o.pairs; i++) {
     const s = makePreferenceSample(o.seed * 100003 + i, { starYellow: o.starYellow });
     const mPrime = negatives === 'edited' ? s.mPrime : syntheticNegative(s, rng(o.seed * 7919 + i));
-    const text = { question: s.prompt, chosen: s.chosen, rejected: s.rejected, chosenSpans: s.chosenSpans, rejectedSpans: s.rejectedSpans, swap: i % 2 === 1 };
-    out.push(engineSample(`${negatives}-${s.id}`, text, { m: model.processor.process(render(s.m)), "m'": model.processor.process(render(mPrime)) }, model.tokenizer));
+    const text = {
+      question: s.prompt,
+      chosen: s.chosen,
+      rejected: s.rejected,
+      chosenSpans: s.chosenSpans,
+      rejectedSpans: s.rejectedSpans,
+      swap: i % 2 === 1,
+    };
+    out.push(
+      engineSample(
+        `${negatives}-${s.id}`,
+        text,
+        { m: model.processor.process(render(s.m)), "m'": model.processor.process(render(mPrime)) },
+        model.tokenizer,
+      ),
+    );
   }
   return out;
 }
@@ -85,7 +110,10 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
   const items = shapesBenchmark(o.perCategory);
   const bench = async (m: LoadedModel) => benchmarkMetrics(m.name, items, await yesNoMargins(m.engine, m, items)).categories;
   const before = await bench(base);
-  const accs = (b: Record<string, CategoryMetrics>) => Object.entries(b).map(([k, v]) => `${k} ${(100 * v.accuracy).toFixed(1)}%`).join(', ');
+  const accs = (b: Record<string, CategoryMetrics>) =>
+    Object.entries(b)
+      .map(([k, v]) => `${k} ${(100 * v.accuracy).toFixed(1)}%`)
+      .join(', ');
   log(`before training: ${accs(before)}`);
   const { similarityReport } = await import('../data/similarity.js');
   const sim = similarityReport(64, o.seed);
@@ -96,28 +124,41 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
     for (const obj of objectives) {
       const t0 = performance.now();
       const engine = await Engine.create(rt, base.spec, loadCheckpointDir(o.modelDir), {
-        lora: { r: o.rank, alpha: 2 * o.rank, targets: LM_LINEARS }, seed: o.seed,
+        lora: { r: o.rank, alpha: 2 * o.rank, targets: LM_LINEARS },
+        seed: o.seed,
       });
       engine.adoptFeatureCache(base.engine);
       const trainer = new Trainer(engine, samples, {
-        objective: obj.id, optimizer: { lr: o.lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+        objective: obj.id,
+        optimizer: { lr: o.lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
         schedule: { kind: 'cosine', warmupSteps: Math.ceil(o.steps / 10), totalSteps: o.steps },
-        batchSize: o.batch, gradAccum: 1, maxGradNorm: 1, seed: o.seed, shuffle: true,
+        batchSize: o.batch,
+        gradAccum: 1,
+        maxGradNorm: 1,
+        seed: o.seed,
+        shuffle: true,
       });
-      const acc: number[] = [], loss: number[] = [];
+      const acc: number[] = [],
+        loss: number[] = [];
       for (let s = 0; s < o.steps; s++) {
         const st = await trainer.step();
         acc.push(st.metrics[obj.accuracy] ?? NaN);
         loss.push(st.loss);
-        if ((s + 1) % 10 === 0) log(`${negatives} ${obj.id} step ${s + 1}/${o.steps} loss ${st.loss.toFixed(4)} ${obj.accuracy} ${acc[s].toFixed(2)}`);
+        if ((s + 1) % 10 === 0)
+          log(`${negatives} ${obj.id} step ${s + 1}/${o.steps} loss ${st.loss.toFixed(4)} ${obj.accuracy} ${acc[s].toFixed(2)}`);
       }
       const q = Math.max(1, Math.floor(o.steps / 4));
       const benchmark = await bench({ ...base, name: `${obj.id} on ${negatives}`, engine });
       runs.push({
-        objective: obj.id, negatives, accuracy_metric: obj.accuracy,
-        reward_accuracy_first: mean(acc.slice(0, q)), reward_accuracy_last: mean(acc.slice(-q)),
-        loss_first: mean(loss.slice(0, q)), loss_last: mean(loss.slice(-q)),
-        benchmark, seconds: (performance.now() - t0) / 1000,
+        objective: obj.id,
+        negatives,
+        accuracy_metric: obj.accuracy,
+        reward_accuracy_first: mean(acc.slice(0, q)),
+        reward_accuracy_last: mean(acc.slice(-q)),
+        loss_first: mean(loss.slice(0, q)),
+        loss_last: mean(loss.slice(-q)),
+        benchmark,
+        seconds: (performance.now() - t0) / 1000,
       });
       log(`${obj.id} on ${negatives} negatives: ${accs(benchmark)} (${runs[runs.length - 1].seconds.toFixed(0)} s)`);
       await engine.release();
@@ -126,8 +167,11 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
   await base.engine.release();
   const { log: _l, ...options } = o;
   return {
-    machine: `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`, options,
-    image_ssim: { edited: sim.edited.mean, synthetic: sim.synthetic.mean }, before, runs,
+    machine: `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`,
+    options,
+    image_ssim: { edited: sim.edited.mean, synthetic: sim.synthetic.mean },
+    before,
+    runs,
   };
 }
 
@@ -138,7 +182,10 @@ export function formatToy(r: ToyResult): string {
   const row = (name: string, first: string, b: Record<string, CategoryMetrics>) =>
     `${name.padEnd(28)} ${first.padEnd(23)} ${cats.map((c) => `${pct(b[c].accuracy)}%`.padStart(9)).join(' ')}`;
   const lines = [head, row('before training', '', r.before)];
-  for (const x of r.runs) lines.push(row(`${x.objective} / ${x.negatives}`, `${pct(x.reward_accuracy_first)}% → ${pct(x.reward_accuracy_last)}%`, x.benchmark));
+  for (const x of r.runs)
+    lines.push(
+      row(`${x.objective} / ${x.negatives}`, `${pct(x.reward_accuracy_first)}% → ${pct(x.reward_accuracy_last)}%`, x.benchmark),
+    );
   lines.push('', `image SSIM (m, m'): edited ${r.image_ssim.edited.toFixed(3)}, synthetic ${r.image_ssim.synthetic.toFixed(3)}`);
   return `${lines.join('\n')}\n`;
 }

@@ -41,8 +41,14 @@ function intsOf(g: GraphBuilder, v: Value): number[] {
 
 export const VJP: Record<string, Vjp> = {
   Identity: (_g, _n, dy) => [dy],
-  Add: (g, n, dy, need) => [need[A] ? unbroadcast(g, dy, inp(n, A).shape) : null, need[B] ? unbroadcast(g, dy, inp(n, B).shape) : null],
-  Sub: (g, n, dy, need) => [need[A] ? unbroadcast(g, dy, inp(n, A).shape) : null, need[B] ? unbroadcast(g, g.neg(dy), inp(n, B).shape) : null],
+  Add: (g, n, dy, need) => [
+    need[A] ? unbroadcast(g, dy, inp(n, A).shape) : null,
+    need[B] ? unbroadcast(g, dy, inp(n, B).shape) : null,
+  ],
+  Sub: (g, n, dy, need) => [
+    need[A] ? unbroadcast(g, dy, inp(n, A).shape) : null,
+    need[B] ? unbroadcast(g, g.neg(dy), inp(n, B).shape) : null,
+  ],
   Mul: (g, n, dy, need) => [
     need[A] ? unbroadcast(g, g.mul(dy, inp(n, B)), inp(n, A).shape) : null,
     need[B] ? unbroadcast(g, g.mul(dy, inp(n, A)), inp(n, B).shape) : null,
@@ -82,12 +88,14 @@ export const VJP: Record<string, Vjp> = {
   ],
   // y = softmax(x):  dx = y ⊙ (dy - Σ dy ⊙ y)
   Softmax: (g, n, dy) => {
-    const y = out(n), axis = n.attrs.axis as number;
+    const y = out(n),
+      axis = n.attrs.axis as number;
     return [g.mul(y, g.sub(dy, g.reduceSum(g.mul(dy, y), [axis])))];
   },
   // y = log softmax(x):  dx = dy - exp(y) · Σ dy
   LogSoftmax: (g, n, dy) => {
-    const y = out(n), axis = n.attrs.axis as number;
+    const y = out(n),
+      axis = n.attrs.axis as number;
     return [g.sub(dy, g.mul(g.exp(y), g.reduceSum(dy, [axis])))];
   },
   ReduceSum: (g, n, dy) => [reduceBack(g, n, dy, 1)],
@@ -98,7 +106,8 @@ export const VJP: Record<string, Vjp> = {
   },
   // ties share the gradient equally
   ReduceMax: (g, n, dy) => {
-    const x = inp(n, A), keep = keepShape(g, n);
+    const x = inp(n, A),
+      keep = keepShape(g, n);
     const mask = g.cast(g.equal(x, g.reshape(out(n), keep)), x.dtype);
     return [g.div(g.mul(mask, g.reshape(dy, keep)), g.reduceSum(mask, intsOf(g, inp(n, 1))))];
   },
@@ -112,22 +121,39 @@ export const VJP: Record<string, Vjp> = {
     const axis = n.attrs.axis as number;
     let at = 0;
     return n.inputs.map((x, i) => {
-      const v = x as Value, start = at;
+      const v = x as Value,
+        start = at;
       at += v.shape[axis];
       return need[i] ? g.slice(dy, [start], [start + v.shape[axis]], [axis]) : null;
     });
   },
   Slice: (g, n, dy) => {
     const x = inp(n, A);
-    const starts = intsOf(g, inp(n, 1)), ends = intsOf(g, inp(n, 2)), axes = intsOf(g, inp(n, 3));
-    const r = x.shape.length, pads = new Array(2 * r).fill(0);
-    axes.forEach((a, i) => { pads[a] = starts[i]; pads[a + r] = x.shape[a] - ends[i]; });
+    const starts = intsOf(g, inp(n, 1)),
+      ends = intsOf(g, inp(n, 2)),
+      axes = intsOf(g, inp(n, 3));
+    const r = x.shape.length,
+      pads = new Array(2 * r).fill(0);
+    axes.forEach((a, i) => {
+      pads[a] = starts[i];
+      pads[a + r] = x.shape[a] - ends[i];
+    });
     return [g.pad(dy, pads), null, null, null];
   },
   Pad: (g, n, dy) => {
-    const x = inp(n, A), pads = intsOf(g, inp(n, 1)), r = x.shape.length;
+    const x = inp(n, A),
+      pads = intsOf(g, inp(n, 1)),
+      r = x.shape.length;
     const axes = [...Array(r).keys()];
-    return [g.slice(dy, axes.map((a) => pads[a]), axes.map((a) => pads[a] + x.shape[a]), axes), null];
+    return [
+      g.slice(
+        dy,
+        axes.map((a) => pads[a]),
+        axes.map((a) => pads[a] + x.shape[a]),
+        axes,
+      ),
+      null,
+    ];
   },
   Expand: (g, n, dy) => [unbroadcast(g, dy, inp(n, A).shape), null],
   Cast: (g, n, dy) => [isFloat(inp(n, A).dtype) ? g.cast(dy, inp(n, A).dtype) : null],
@@ -135,16 +161,22 @@ export const VJP: Record<string, Vjp> = {
   Gather: (g, n, dy, need) => {
     if ((n.attrs.axis as number) !== 0) throw new GraphError('Gather: only axis 0 is differentiable');
     if (!need[A]) return [null, null];
-    const table = inp(n, A), idx = inp(n, B);
-    const V = table.shape[0], N = numel(idx.shape), rest = table.shape.slice(1);
+    const table = inp(n, A),
+      idx = inp(n, B);
+    const V = table.shape[0],
+      N = numel(idx.shape),
+      rest = table.shape.slice(1);
     const oneHot = g.cast(g.equal(g.reshape(g.cast(idx, 'int64'), [N, 1]), arange(g, V, [1, V])), table.dtype);
     const d = g.matmul(g.transpose(oneHot, [1, 0]), g.reshape(dy, [N, numel(rest)]));
     return [g.reshape(d, table.shape), null];
   },
   // picks along `axis`: scatter dy back through a one-hot of the indices
   GatherElements: (g, n, dy) => {
-    const data = inp(n, A), idx = g.cast(inp(n, B), 'int64'), axis = n.attrs.axis as number;
-    const r = data.shape.length, D = data.shape[axis];
+    const data = inp(n, A),
+      idx = g.cast(inp(n, B), 'int64'),
+      axis = n.attrs.axis as number;
+    const r = data.shape.length,
+      D = data.shape[axis];
     const rangeShape = data.shape.map((_, i) => (i === axis ? D : 1));
     const range = arange(g, D, rangeShape);
     let acc: Value | null = null;
@@ -162,9 +194,14 @@ export const VJP: Record<string, Vjp> = {
   // exactly the dequantized values the forward multiplies by (WebGPU's DequantizeLinear has no int4)
   MatMulNBits: (g, n, dy, need) => {
     if (need.slice(1).some(Boolean)) throw new GraphError('MatMulNBits: quantized weights are frozen; no gradient for them');
-    const K = n.attrs.K as number, N = n.attrs.N as number;
-    const wt = g.matMulNBits(g.eye(K, dy.dtype), inp(n, 1), inp(n, 2), (n.inputs[3] ?? null) as Value | null,
-      { K, N, blockSize: n.attrs.block_size as number, bits: n.attrs.bits as number }); // [K, N] = Wᵀ
+    const K = n.attrs.K as number,
+      N = n.attrs.N as number;
+    const wt = g.matMulNBits(g.eye(K, dy.dtype), inp(n, 1), inp(n, 2), (n.inputs[3] ?? null) as Value | null, {
+      K,
+      N,
+      blockSize: n.attrs.block_size as number,
+      bits: n.attrs.bits as number,
+    }); // [K, N] = Wᵀ
     return [g.matmul(dy, g.transpose(wt, [1, 0])), null, null, null];
   },
 };
@@ -181,18 +218,29 @@ function reduceBack(g: GraphBuilder, n: Node, dy: Value, scale: number): Value {
 }
 
 function arange(g: GraphBuilder, n: number, shape: number[]): Value {
-  return g.constant(BigInt64Array.from({ length: n }, (_, i) => BigInt(i)), shape, 'int64', 'range');
+  return g.constant(
+    BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+    shape,
+    'int64',
+    'range',
+  );
 }
 
 /** Conv with stride == kernel and no padding (patch embedding), as the matmul it is (im2col without overlap) */
 function convVjp(g: GraphBuilder, n: Node, dy: Value, need: boolean[]): Array<Value | null> {
-  const x = inp(n, 0), w = inp(n, 1);
-  const [N, C, H, W] = x.shape, [M, , kh, kw] = w.shape;
-  const strides = n.attrs.strides as number[], pads = n.attrs.pads as number[];
+  const x = inp(n, 0),
+    w = inp(n, 1);
+  const [N, C, H, W] = x.shape,
+    [M, , kh, kw] = w.shape;
+  const strides = n.attrs.strides as number[],
+    pads = n.attrs.pads as number[];
   if (strides[0] !== kh || strides[1] !== kw || pads.some((p) => p !== 0) || H % kh || W % kw) {
     throw new GraphError('Conv: only non-overlapping patch convolutions (stride == kernel, no padding) are differentiable');
   }
-  const oh = H / kh, ow = W / kw, P = N * oh * ow, F = C * kh * kw;
+  const oh = H / kh,
+    ow = W / kw,
+    P = N * oh * ow,
+    F = C * kh * kw;
   const dyMat = g.reshape(g.transpose(dy, [0, 2, 3, 1]), [P, M]);
   const res: Array<Value | null> = [null, null, null];
   if (need[0]) {
@@ -230,7 +278,11 @@ export function buildBackward(forward: GraphBuilder, spec: BackwardSpec): Backwa
   const g = forward.cloneForward();
   const seeds: Record<string, string> = {};
   const contrib = new Map<string, Value[]>();
-  const push = (v: Value, d: Value) => { const l = contrib.get(v.name); if (l) l.push(d); else contrib.set(v.name, [d]); };
+  const push = (v: Value, d: Value) => {
+    const l = contrib.get(v.name);
+    if (l) l.push(d);
+    else contrib.set(v.name, [d]);
+  };
 
   if ('scalar' in spec.objective) {
     const y = spec.objective.scalar;
@@ -246,7 +298,8 @@ export function buildBackward(forward: GraphBuilder, spec: BackwardSpec): Backwa
 
   // which values depend on a wrt input (only those need a gradient)
   const requires = new Set(spec.wrt.map((v) => v.name));
-  for (const n of forward.nodes) if (n.inputs.some((x) => x && requires.has(x.name))) n.outputs.forEach((o) => requires.add(o.name));
+  for (const n of forward.nodes)
+    if (n.inputs.some((x) => x && requires.has(x.name))) n.outputs.forEach((o) => requires.add(o.name));
 
   for (let k = forward.nodes.length - 1; k >= 0; k--) {
     const n = forward.nodes[k];
@@ -259,7 +312,9 @@ export function buildBackward(forward: GraphBuilder, spec: BackwardSpec): Backwa
     if (!rule) throw new GraphError(`no VJP rule for ${n.op} (node output ${n.outputs[0].name})`);
     const dy = sumAll(g, outGrads[0]);
     const dx = rule(g, n, dy, need);
-    n.inputs.forEach((x, i) => { if (x && need[i] && dx[i]) push(x, dx[i] as Value); });
+    n.inputs.forEach((x, i) => {
+      if (x && need[i] && dx[i]) push(x, dx[i] as Value);
+    });
   }
 
   const grads: Record<string, string> = {};

@@ -59,12 +59,19 @@ export const isFloat = (d: DType) => d === 'float32' || d === 'float64' || d ===
 
 export function typedArrayFor(dtype: DType, data: ArrayLike<number> | ArrayLike<bigint>): TypedArray {
   switch (dtype) {
-    case 'float32': return Float32Array.from(data as ArrayLike<number>);
-    case 'float64': return Float64Array.from(data as ArrayLike<number>);
-    case 'int64': return BigInt64Array.from(Array.from(data as ArrayLike<number | bigint>, (x) => BigInt(x)));
-    case 'int32': return Int32Array.from(data as ArrayLike<number>);
-    case 'uint8': case 'bool': return Uint8Array.from(data as ArrayLike<number>);
-    case 'float16': throw new GraphError('float16 constants must be given as raw Uint16Array bits');
+    case 'float32':
+      return Float32Array.from(data as ArrayLike<number>);
+    case 'float64':
+      return Float64Array.from(data as ArrayLike<number>);
+    case 'int64':
+      return BigInt64Array.from(Array.from(data as ArrayLike<number | bigint>, (x) => BigInt(x)));
+    case 'int32':
+      return Int32Array.from(data as ArrayLike<number>);
+    case 'uint8':
+    case 'bool':
+      return Uint8Array.from(data as ArrayLike<number>);
+    case 'float16':
+      throw new GraphError('float16 constants must be given as raw Uint16Array bits');
   }
 }
 
@@ -85,7 +92,8 @@ export class Graph {
   /** a fresh value name with a readable stem */
   fresh(stem: string): string {
     let n: string;
-    do n = `${stem}_${this.counter++}`; while (this.names.has(n));
+    do n = `${stem}_${this.counter++}`;
+    while (this.names.has(n));
     this.names.add(n);
     return n;
   }
@@ -121,8 +129,13 @@ export class Graph {
     return this.constant(typedArrayFor('int64', xs), [xs.length], 'int64', 'ints');
   }
 
-  node(op: string, inputs: Array<Value | null>, outputs: Array<{ dtype: DType; shape: readonly number[]; stem?: string }>,
-    attrs: Record<string, AttrValue> = {}, domain = ''): Value[] {
+  node(
+    op: string,
+    inputs: Array<Value | null>,
+    outputs: Array<{ dtype: DType; shape: readonly number[]; stem?: string }>,
+    attrs: Record<string, AttrValue> = {},
+    domain = '',
+  ): Value[] {
     const outs = outputs.map((o) => ({ name: this.fresh(o.stem ?? op.toLowerCase()), dtype: o.dtype, shape: [...o.shape] }));
     this.nodes.push({ op, domain, inputs, outputs: outs, attrs });
     return outs;

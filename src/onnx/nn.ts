@@ -28,8 +28,11 @@ const isInt4 = (w: Value | Int4Linear): w is Int4Linear => (w as Int4Linear).bq 
 export function linear(g: GraphBuilder, x: Value, p: LinearWeights): Value {
   let y: Value;
   if (isInt4(p.weight)) {
-    y = g.matMulNBits(x, p.weight.bq, p.weight.scales, p.weight.zeroPoints,
-      { K: p.weight.K, N: p.weight.N, blockSize: p.weight.blockSize });
+    y = g.matMulNBits(x, p.weight.bq, p.weight.scales, p.weight.zeroPoints, {
+      K: p.weight.K,
+      N: p.weight.N,
+      blockSize: p.weight.blockSize,
+    });
   } else {
     y = g.matmul(x, g.transpose(p.weight, [1, 0]));
   }
@@ -72,8 +75,10 @@ export function geluErf(g: GraphBuilder, x: Value): Value {
 
 /** rotary embedding as HF's rotate_half: x·cos + [-x2, x1]·sin, x [..., T, D], cos/sin [T, D] */
 export function rope(g: GraphBuilder, x: Value, cos: Value, sin: Value): Value {
-  const D = x.shape[x.shape.length - 1], h = D / 2;
-  const x1 = g.slice(x, [0], [h], [-1]), x2 = g.slice(x, [h], [D], [-1]);
+  const D = x.shape[x.shape.length - 1],
+    h = D / 2;
+  const x1 = g.slice(x, [0], [h], [-1]),
+    x2 = g.slice(x, [h], [D], [-1]);
   const rot = g.concat([g.neg(x2), x1], -1);
   return g.add(g.mul(x, cos), g.mul(rot, sin));
 }
@@ -83,11 +88,17 @@ export function rope(g: GraphBuilder, x: Value, cos: Value, sin: Value): Value {
  * head_dim/2 is `invFreq[i]` (default: 1 / theta^(2i/headDim); a scaled variant passes its own table), and
  * both halves of a head share it (rotate_half layout)
  */
-export function ropeTables(positions: ArrayLike<number>, headDim: number, theta: number | ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
-  const T = positions.length, h = headDim / 2;
+export function ropeTables(
+  positions: ArrayLike<number>,
+  headDim: number,
+  theta: number | ArrayLike<number>,
+): { cos: Float32Array; sin: Float32Array } {
+  const T = positions.length,
+    h = headDim / 2;
   const inv = typeof theta === 'number' ? Array.from({ length: h }, (_, i) => 1 / theta ** ((2 * i) / headDim)) : theta;
   if (inv.length !== h) throw new Error(`internal: ${inv.length} RoPE frequencies for head_dim ${headDim}`);
-  const cos = new Float32Array(T * headDim), sin = new Float32Array(T * headDim);
+  const cos = new Float32Array(T * headDim),
+    sin = new Float32Array(T * headDim);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < h; i++) {
       const a = positions[t] * inv[i];
@@ -115,7 +126,9 @@ export function mergeHeads(g: GraphBuilder, x: Value): Value {
  * grouped-query attention: k/v have Hkv heads, each shared by H/Hkv query heads.
  */
 export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, mask: Value | null): Value {
-  const [B, H, , D] = q.shape, Hkv = k.shape[1], Tk = k.shape[2];
+  const [B, H, , D] = q.shape,
+    Hkv = k.shape[1],
+    Tk = k.shape[2];
   const repeat = (x: Value) => {
     if (Hkv === H) return x;
     const e = g.expand(g.reshape(x, [B, Hkv, 1, Tk, D]), [B, Hkv, H / Hkv, Tk, D]);
@@ -136,13 +149,22 @@ export function causalMask(T: number): Float32Array {
 export interface DecoderLayerWeights {
   inputNorm: Value;
   postNorm: Value;
-  q: LinearWeights; k: LinearWeights; v: LinearWeights; o: LinearWeights;
-  gate: LinearWeights; up: LinearWeights; down: LinearWeights;
+  q: LinearWeights;
+  k: LinearWeights;
+  v: LinearWeights;
+  o: LinearWeights;
+  gate: LinearWeights;
+  up: LinearWeights;
+  down: LinearWeights;
 }
 
 /** one Llama/Qwen2 decoder layer: pre-norm attention with RoPE, then a SwiGLU MLP, each with a residual */
-export function decoderLayer(g: GraphBuilder, x: Value, w: DecoderLayerWeights,
-  c: { heads: number; kvHeads: number; eps: number; cos: Value; sin: Value; mask: Value | null }): Value {
+export function decoderLayer(
+  g: GraphBuilder,
+  x: Value,
+  w: DecoderLayerWeights,
+  c: { heads: number; kvHeads: number; eps: number; cos: Value; sin: Value; mask: Value | null },
+): Value {
   const h = rmsNorm(g, x, w.inputNorm, c.eps);
   const q = rope(g, splitHeads(g, linear(g, h, w.q), c.heads), c.cos, c.sin);
   const k = rope(g, splitHeads(g, linear(g, h, w.k), c.kvHeads), c.cos, c.sin);

@@ -17,13 +17,18 @@ export interface Int4Weight {
   zeroPoints: Uint8Array | null;
 }
 
-export function quantizeInt4(w: ArrayLike<number>, N: number, K: number,
-  opts: { blockSize?: number; symmetric?: boolean } = {}): Int4Weight {
+export function quantizeInt4(
+  w: ArrayLike<number>,
+  N: number,
+  K: number,
+  opts: { blockSize?: number; symmetric?: boolean } = {},
+): Int4Weight {
   const bs = opts.blockSize ?? 32;
   if (bs < 16 || (bs & (bs - 1)) !== 0) throw new Error(`int4 block size must be a power of two >= 16, got ${bs}`);
   if (K % bs !== 0) throw new Error(`int4 quantization: K = ${K} is not a multiple of the block size ${bs}`);
   if (w.length !== N * K) throw new Error(`int4 quantization: ${w.length} weights for [${N}, ${K}]`);
-  const nb = K / bs, sym = opts.symmetric ?? false;
+  const nb = K / bs,
+    sym = opts.symmetric ?? false;
   const packed = new Uint8Array(N * nb * (bs / 2));
   const scales = new Float32Array(N * nb);
   const zpBytes = Math.ceil(nb / 2);
@@ -31,17 +36,22 @@ export function quantizeInt4(w: ArrayLike<number>, N: number, K: number,
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {
       const off = n * K + b * bs;
-      let lo = Infinity, hi = -Infinity, amax = 0;
+      let lo = Infinity,
+        hi = -Infinity,
+        amax = 0;
       for (let i = 0; i < bs; i++) {
         const x = w[off + i];
-        lo = Math.min(lo, x); hi = Math.max(hi, x); amax = Math.max(amax, Math.abs(x));
+        lo = Math.min(lo, x);
+        hi = Math.max(hi, x);
+        amax = Math.max(amax, Math.abs(x));
       }
       let scale: number, zp: number;
       if (sym) {
         scale = amax / 7;
         zp = 8;
       } else {
-        lo = Math.min(lo, 0); hi = Math.max(hi, 0); // zero must be representable exactly
+        lo = Math.min(lo, 0);
+        hi = Math.max(hi, 0); // zero must be representable exactly
         scale = (hi - lo) / 15;
         zp = scale > 0 ? Math.min(15, Math.max(0, Math.round(-lo / scale))) : 8;
       }
@@ -60,7 +70,8 @@ export function quantizeInt4(w: ArrayLike<number>, N: number, K: number,
 /** the float32 values MatMulNBits multiplies by, [N, K] */
 export function dequantizeInt4(q: Int4Weight): Float32Array {
   const { N, K, blockSize: bs } = q;
-  const nb = K / bs, zpBytes = Math.ceil(nb / 2);
+  const nb = K / bs,
+    zpBytes = Math.ceil(nb / 2);
   const out = new Float32Array(N * K);
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {

@@ -14,11 +14,12 @@ const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
  */
 function vulkanNote(): string {
   if (process.env.VK_ICD_FILENAMES) return `Vulkan ICD ${process.env.VK_ICD_FILENAMES}`;
-  const gpuDevice = (existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'))) ||
+  const gpuDevice =
+    (existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'))) ||
     (existsSync('/dev') && readdirSync('/dev').some((f) => /^nvidia\d+$/.test(f)));
   if (!gpuDevice && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    return 'no GPU device found: using SwiftShader (a CPU Vulkan, slow) from Debian\'s chromium';
+    return "no GPU device found: using SwiftShader (a CPU Vulkan, slow) from Debian's chromium";
   }
   return gpuDevice ? 'system Vulkan driver' : 'no GPU device and no SwiftShader: WebGPU will find no adapter';
 }
@@ -26,11 +27,15 @@ function vulkanNote(): string {
 export async function createNodeRuntime(ep: EP = 'cpu'): Promise<Runtime> {
   if (ep === 'wasm') throw new Error('the wasm EP is for browsers; in Node use cpu, webgpu or cuda');
   const note = ep === 'webgpu' ? vulkanNote() : '';
-  const ort = (await import('onnxruntime-node')) as unknown as OrtModule & { listSupportedBackends?: () => Array<{ name: string }> };
+  const ort = (await import('onnxruntime-node')) as unknown as OrtModule & {
+    listSupportedBackends?: () => Array<{ name: string }>;
+  };
   const supported = ort.listSupportedBackends?.().map((b) => b.name) ?? [];
   if (supported.length && !supported.includes(ep)) {
-    throw new Error(`onnxruntime-node on this machine offers ${supported.join(', ')}, not ${ep}` +
-      (ep === 'cuda' ? ': install the CUDA build (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node)' : ''));
+    throw new Error(
+      `onnxruntime-node on this machine offers ${supported.join(', ')}, not ${ep}` +
+        (ep === 'cuda' ? ': install the CUDA build (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node)' : ''),
+    );
   }
   return new Runtime(ort, 'node', ep, ep === 'webgpu' ? `onnxruntime-node WebGPU (Dawn); ${note}` : `onnxruntime-node ${ep}`);
 }

@@ -106,7 +106,8 @@ export class Session {
     const store = o.weights ?? this.weights;
     for (const name of this.inputNames) {
       const t = feeds[name] ?? store?.get(o.alias ? o.alias(name) : name);
-      if (t) all[name] = t; else missing.push(name);
+      if (t) all[name] = t;
+      else missing.push(name);
     }
     if (missing.length) {
       throw new Error(`session input(s) ${missing.join(', ')} were neither fed nor found in the weight store`);
@@ -128,8 +129,11 @@ export class SessionCache {
   private readonly sessions = new Map<string, Promise<Session>>();
   constructor(private readonly rt: Runtime) {}
 
-  get(key: string, build: () => Graph | Uint8Array | { graph: Graph | Uint8Array; meta: unknown },
-    opts: Omit<SessionOptions, 'weights'> = {}): Promise<Session> {
+  get(
+    key: string,
+    build: () => Graph | Uint8Array | { graph: Graph | Uint8Array; meta: unknown },
+    opts: Omit<SessionOptions, 'weights'> = {},
+  ): Promise<Session> {
     let s = this.sessions.get(key);
     if (!s) {
       s = Promise.resolve().then(async () => {
@@ -140,7 +144,9 @@ export class SessionCache {
         return session;
       });
       this.sessions.set(key, s);
-      s.catch(() => { if (this.sessions.get(key) === s) this.sessions.delete(key); });
+      s.catch(() => {
+        if (this.sessions.get(key) === s) this.sessions.delete(key);
+      });
     }
     return s;
   }
@@ -153,7 +159,15 @@ export class SessionCache {
   async releaseAll(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    await Promise.all(all.map(async (p) => { try { await (await p).release(); } catch { /* it failed to build */ } }));
+    await Promise.all(
+      all.map(async (p) => {
+        try {
+          await (await p).release();
+        } catch {
+          /* it failed to build */
+        }
+      }),
+    );
   }
 }
 

@@ -24,13 +24,20 @@ export const GPU_BUFFER_ALIGNMENT = 16;
 const GPU_DTYPES = new Set(['float32', 'float16', 'int32', 'int64', 'uint32', 'uint8', 'bool']);
 
 // the GPUBufferUsage flags (spelled out: the global is missing where WebGPU is)
-const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;
+const STORAGE = 0x80,
+  COPY_SRC = 0x04,
+  COPY_DST = 0x08;
 
 interface GpuDeviceLike {
   createBuffer(d: { size: number; usage: number; mappedAtCreation?: boolean }): GpuBufferLike;
-  queue: { writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void };
+  queue: {
+    writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void;
+  };
 }
-interface GpuBufferLike { size: number; destroy(): void }
+interface GpuBufferLike {
+  size: number;
+  destroy(): void;
+}
 interface GpuLike {
   requestAdapter(o?: { powerPreference?: string }): Promise<{
     info?: { vendor?: string; architecture?: string; description?: string };
@@ -140,7 +147,11 @@ export async function createWebRuntime(prefer: 'webgpu' | 'wasm' = 'webgpu'): Pr
     if (!device) throw new Error('ORT published no GPUDevice');
     return new Runtime(asOrtModule(ort), 'web', 'webgpu', `WebGPU: ${probe.name}`, gpuUploader(ort, device));
   } catch (e) {
-    return new Runtime(asOrtModule(ort), 'web', 'wasm',
-      `WebGPU adapter ${probe.name} found, but ORT's WebGPU EP failed to start (${(e as Error).message}); wasm EP, ${threads}`);
+    return new Runtime(
+      asOrtModule(ort),
+      'web',
+      'wasm',
+      `WebGPU adapter ${probe.name} found, but ORT's WebGPU EP failed to start (${(e as Error).message}); wasm EP, ${threads}`,
+    );
   }
 }

@@ -37,7 +37,14 @@ export interface PretrainOptions {
   /** the example stream (default: ShapesWorld's SFT mixture with the planted prior) */
   example?: (rand: () => number) => { scene: Scene; qa: QA };
   /** called after each step */
-  onStep?: (s: { step: number; loss: number; lr: number; gradNorm: number; seconds: number; weights: ReadonlyMap<string, Float32Array> }) => void | Promise<void>;
+  onStep?: (s: {
+    step: number;
+    loss: number;
+    lr: number;
+    gradNorm: number;
+    seconds: number;
+    weights: ReadonlyMap<string, Float32Array>;
+  }) => void | Promise<void>;
 }
 
 /**
@@ -46,12 +53,22 @@ export interface PretrainOptions {
  * slowest skill to appear when training from scratch.
  */
 export const DEFAULT_MIXTURE: readonly [QAKind, number][] = [
-  ['describe', 0.2], ['existence', 0.35], ['attribute', 0.15], ['color', 0.1], ['count', 0.05], ['relation', 0.15],
+  ['describe', 0.2],
+  ['existence', 0.35],
+  ['attribute', 0.15],
+  ['color', 0.1],
+  ['count', 0.05],
+  ['relation', 0.15],
 ];
 
 /** stage 2's mixture: half existence questions, where binding colour to shape is what is left to learn */
 export const BINDING_MIXTURE: readonly [QAKind, number][] = [
-  ['describe', 0.1], ['existence', 0.5], ['attribute', 0.15], ['color', 0.1], ['count', 0.0], ['relation', 0.15],
+  ['describe', 0.1],
+  ['existence', 0.5],
+  ['attribute', 0.15],
+  ['color', 0.1],
+  ['count', 0.0],
+  ['relation', 0.15],
 ];
 
 /**
@@ -69,27 +86,40 @@ export const DEFAULT_PRETRAIN: PretrainOptions = DEFAULT_STAGES[0];
 /** the default model's tokenizer and processor, from the same files the model folder holds */
 export function defaultModelData(dims: DefaultModelDims = DEFAULT_DIMS): ModelData {
   const enc = new TextEncoder();
-  const files = new Map(Object.entries(defaultAuxFiles(dims)).map(([k, v]) => [k, enc.encode(typeof v === 'string' ? v : JSON.stringify(v))]));
+  const files = new Map(
+    Object.entries(defaultAuxFiles(dims)).map(([k, v]) => [k, enc.encode(typeof v === 'string' ? v : JSON.stringify(v))]),
+  );
   return modelDataFromFiles(files, 'default model');
 }
 
 /** an engine over weights held in memory (no adapter): for training every weight, or scoring them */
-export async function weightsEngine(rt: Runtime, spec: VlmSpec, weights: ReadonlyMap<string, Float32Array>, dims = DEFAULT_DIMS): Promise<Engine> {
+export async function weightsEngine(
+  rt: Runtime,
+  spec: VlmSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+  dims = DEFAULT_DIMS,
+): Promise<Engine> {
   const shapes = new Map(parameterList(spec).map((p) => [p.name, p.shape]));
   const tensors = new Map([...weights].map(([k, data]) => [k, { shape: shapes.get(k) ?? [data.length], data }]));
   return Engine.create(rt, spec, memoryCheckpoint(defaultConfig(dims), tensors));
 }
 
-export async function pretrain(rt: Runtime, o: PretrainOptions): Promise<{ weights: Map<string, Float32Array>; spec: VlmSpec; seconds: number }> {
+export async function pretrain(
+  rt: Runtime,
+  o: PretrainOptions,
+): Promise<{ weights: Map<string, Float32Array>; spec: VlmSpec; seconds: number }> {
   const dims = o.dims ?? DEFAULT_DIMS;
-  const spec = defaultSpec(dims), data = defaultModelData(dims);
+  const spec = defaultSpec(dims),
+    data = defaultModelData(dims);
   const m: ChatModel = { spec, tokenizer: data.tokenizer, processor: data.processor };
   const init = o.init ? null : randomCheckpoint(spec, o.seed);
-  const weights = new Map(parameterList(spec).map((p) => {
-    const w = o.init ? o.init.get(p.name) : (init!.tensors.get(p.name).data as Float32Array);
-    if (!w) throw new Error(`the initial weights lack ${p.name}`);
-    return [p.name, Float32Array.from(w)];
-  }));
+  const weights = new Map(
+    parameterList(spec).map((p) => {
+      const w = o.init ? o.init.get(p.name) : (init!.tensors.get(p.name).data as Float32Array);
+      if (!w) throw new Error(`the initial weights lack ${p.name}`);
+      return [p.name, Float32Array.from(w)];
+    }),
+  );
   const engine = await weightsEngine(rt, spec, weights, dims);
   // one graph shape for every step: B rows of rowLength tokens, up to 40 scored tokens a row
   const shape = { rows: o.batch, length: o.rowLength, scored: o.batch * 40, images: o.batch, allWeights: true };
@@ -99,7 +129,9 @@ export async function pretrain(rt: Runtime, o: PretrainOptions): Promise<{ weigh
   const t0 = performance.now();
   for (let step = 0; step < o.steps; step++) {
     const rows = Array.from({ length: o.batch }, () => {
-      const { scene, qa } = o.example ? o.example(rand) : sftExample(rand, { starYellow: o.starYellow, mixture: o.mixture ?? DEFAULT_MIXTURE });
+      const { scene, qa } = o.example
+        ? o.example(rand)
+        : sftExample(rand, { starYellow: o.starYellow, mixture: o.mixture ?? DEFAULT_MIXTURE });
       return answerRow(m, render(scene), qa.question, qa.answer);
     });
     // the mean token NLL: every answer token weighs 1 / (tokens in the batch)

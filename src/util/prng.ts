@@ -25,7 +25,8 @@ export function rng(seed: number): () => number {
 }
 
 /** an independent seed for the k-th stream of a seed (a golden-ratio mix; stays a uint32) */
-export const deriveSeed = (seed: number, k: number): number => (Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(k + 1, 0x85ebca6b)) >>> 0;
+export const deriveSeed = (seed: number, k: number): number =>
+  (Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(k + 1, 0x85ebca6b)) >>> 0;
 
 /** a uint32 of a string (FNV-1a), to seed one stream per name (a LoRA module, a tensor) */
 export function stringSeed(s: string): number {
@@ -38,7 +39,8 @@ export function stringSeed(s: string): number {
 export function fillNormal(out: Float32Array, rand: () => number, std: number): Float32Array {
   for (let i = 0; i < out.length; i += 2) {
     // 1 - u is in (0, 1], so the log is finite
-    const r = Math.sqrt(-2 * Math.log(1 - rand())), a = 2 * Math.PI * rand();
+    const r = Math.sqrt(-2 * Math.log(1 - rand())),
+      a = 2 * Math.PI * rand();
     out[i] = std * r * Math.cos(a);
     if (i + 1 < out.length) out[i + 1] = std * r * Math.sin(a);
   }

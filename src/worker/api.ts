@@ -6,7 +6,8 @@
 /** the element types the engine exchanges (onnxruntime's names) */
 export type WireType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'uint32' | 'int8' | 'uint8' | 'bool';
 
-export type WireArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint32Array | Int8Array | Uint8Array;
+export type WireArray =
+  Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint32Array | Int8Array | Uint8Array;
 
 /** a tensor going in: data may be a typed array of the right kind, or plain numbers (int64 as numbers or bigints) */
 export interface WireTensorIn {
@@ -63,7 +64,11 @@ export interface YesNoAnswer {
 }
 
 /** an RGB or RGBA image, row-major */
-export interface WireImage { width: number; height: number; data: Uint8Array | Uint8ClampedArray }
+export interface WireImage {
+  width: number;
+  height: number;
+  data: Uint8Array | Uint8ClampedArray;
+}
 
 export interface EngineWorkerApi {
   /**

@@ -8,7 +8,18 @@
 import { type Remote, releaseProxy, wrap } from 'comlink';
 import type { EngineWorkerApi } from './api.js';
 
-export type { DemoBackwardResult, EngineInfo, EngineWorkerApi, ModelSummary, StoredWeight, YesNoAnswer, WireArray, WireTensor, WireTensorIn, WireType } from './api.js';
+export type {
+  DemoBackwardResult,
+  EngineInfo,
+  EngineWorkerApi,
+  ModelSummary,
+  StoredWeight,
+  YesNoAnswer,
+  WireArray,
+  WireTensor,
+  WireTensorIn,
+  WireType,
+} from './api.js';
 
 const workers = new WeakMap<object, Worker>();
 

@@ -2,7 +2,11 @@
  * The embedded default model's files as URLs the bundler serves (models/shapesworld-tiny/*), so the
  * playground has a model with no download from the Hub.
  */
-const urls = import.meta.glob('../../models/shapesworld-tiny/*.{json,jinja,safetensors}', { query: '?url', import: 'default', eager: true }) as Record<string, string>;
+const urls = import.meta.glob('../../models/shapesworld-tiny/*.{json,jinja,safetensors}', {
+  query: '?url',
+  import: 'default',
+  eager: true,
+}) as Record<string, string>;
 
 export const DEFAULT_MODEL_NAME = 'shapesworld-tiny';
 

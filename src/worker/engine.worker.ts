@@ -8,7 +8,15 @@ import type { Tensor } from 'onnxruntime-common';
 import type { Runtime, WeightStore } from '../runtime/runtime.js';
 import { createWebRuntime } from '../runtime/web.js';
 import { serialize } from '../onnx/serialize.js';
-import type { DemoBackwardResult, EngineInfo, EngineWorkerApi, StoredWeight, WireArray, WireTensor, WireTensorIn } from './api.js';
+import type {
+  DemoBackwardResult,
+  EngineInfo,
+  EngineWorkerApi,
+  StoredWeight,
+  WireArray,
+  WireTensor,
+  WireTensorIn,
+} from './api.js';
 import { buildDemoGraphs } from './demo.js';
 import { toWireArray } from './wire.js';
 import { defaultModelUrls, DEFAULT_MODEL_NAME } from './default-model.js';
@@ -59,12 +67,19 @@ function toTensor(rt: Runtime, name: string, t: WireTensorIn): Tensor {
 async function download(t: Tensor): Promise<WireTensor> {
   const data = (await t.getData()) as WireArray;
   if (t.location === 'gpu-buffer') t.dispose();
-  const owned = data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
-    ? data : (data.slice() as WireArray);
+  const owned =
+    data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+      ? data
+      : (data.slice() as WireArray);
   return { type: t.type, data: owned, dims: [...t.dims] };
 }
 
-async function run(rt: Runtime, model: Uint8Array, feeds: Record<string, WireTensorIn>, fetches?: string[]): Promise<Record<string, WireTensor>> {
+async function run(
+  rt: Runtime,
+  model: Uint8Array,
+  feeds: Record<string, WireTensorIn>,
+  fetches?: string[],
+): Promise<Record<string, WireTensor>> {
   const session = await rt.sessions.get(`onnx:${await modelKey(model)}`, () => model);
   const tensors = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, toTensor(rt, k, v)]));
   const out = await session.run(tensors, { fetches, weights: store });
@@ -101,7 +116,9 @@ const api: EngineWorkerApi = {
     const name = urls ? 'model' : DEFAULT_MODEL_NAME;
     const fileUrls = urls ?? defaultModelUrls();
     const { checkpoint, files } = await loadCheckpointFromUrl(name, {
-      files: Object.keys(fileUrls), urlOf: (f) => fileUrls[f], onProgress: onProgress && ((loaded, total) => onProgress(loaded, total)),
+      files: Object.keys(fileUrls),
+      urlOf: (f) => fileUrls[f],
+      onProgress: onProgress && ((loaded, total) => onProgress(loaded, total)),
     });
     const data = modelDataFromFiles(files, name);
     const spec = checkConfig(parseJsonFile(files.get('config.json')!, `${name}/config.json`), `${name}/config.json`);
@@ -109,7 +126,14 @@ const api: EngineWorkerApi = {
     model = undefined;
     const engine = await Engine.create(rt, spec, checkpoint);
     const parameters = parameterList(spec).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
-    const summary: ModelSummary = { name, family: spec.family, parameters, bytes: engine.weightBytes, imageTokens: spec.tokensPerImage, ep: rt.ep };
+    const summary: ModelSummary = {
+      name,
+      family: spec.family,
+      parameters,
+      bytes: engine.weightBytes,
+      imageTokens: spec.tokensPerImage,
+      ep: rt.ep,
+    };
     model = { spec, tokenizer: data.tokenizer, processor: data.processor, placeholder: data.placeholder, summary, engine };
     return summary;
   },
@@ -118,7 +142,11 @@ const api: EngineWorkerApi = {
     if (!model) throw new Error('no model is loaded: call loadModel first');
     const m = model;
     // the benchmark's own scoring (eval/yesno.ts), rows of one shape per batch as in `vco-lab eval`
-    const margins = await yesNoMargins(m.engine, m, questions.map((question) => ({ category: '', image, question, answer: 'yes' as const })));
+    const margins = await yesNoMargins(
+      m.engine,
+      m,
+      questions.map((question) => ({ category: '', image, question, answer: 'yes' as const })),
+    );
     return margins.map((d) => ({ margin: d, pYes: 1 / (1 + Math.exp(-d)) }));
   },
 

@@ -4,8 +4,15 @@ import type { WireArray, WireTensorIn } from './api.js';
 type ArrayCtor = { new (n: number): WireArray; from(xs: ArrayLike<number>): WireArray; BYTES_PER_ELEMENT: number };
 
 const CTORS: Record<string, ArrayCtor> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
-  int8: Int8Array, uint8: Uint8Array, bool: Uint8Array, int64: BigInt64Array as unknown as ArrayCtor,
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+  int64: BigInt64Array as unknown as ArrayCtor,
 };
 
 /** the typed array class that holds a tensor of `type` (float16 as raw bits, bool as bytes) */
@@ -28,5 +35,8 @@ export function fromBytes(type: string, bytes: Uint8Array): WireArray {
   const C = wireArrayClass(type);
   const aligned = bytes.byteOffset % C.BYTES_PER_ELEMENT === 0 ? bytes : bytes.slice();
   return new (C as unknown as new (b: ArrayBufferLike, o: number, n: number) => WireArray)(
-    aligned.buffer, aligned.byteOffset, aligned.byteLength / C.BYTES_PER_ELEMENT);
+    aligned.buffer,
+    aligned.byteOffset,
+    aligned.byteLength / C.BYTES_PER_ELEMENT,
+  );
 }

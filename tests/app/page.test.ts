@@ -42,20 +42,28 @@ describe.runIf(chromiumAvailable())('the playground page in headless Chromium', 
     await page.waitForSelector('[data-testid="model-status"][data-loaded="true"]', { timeout: 120_000 });
     expect(await page.getByTestId('model-status').textContent()).toMatch(/shapesworld-tiny \(idefics3, [\d.]+ M parameters/);
     // every question of the scene gets a p(yes) and a verdict against the scene graph
-    await page.waitForFunction(() => {
-      const v = [...document.querySelectorAll('[data-testid="verdict"]')].map((e) => e.textContent?.trim());
-      return v.length > 0 && v.every((x) => x === '✓' || x === '✗');
-    }, null, { timeout: 120_000 });
+    await page.waitForFunction(
+      () => {
+        const v = [...document.querySelectorAll('[data-testid="verdict"]')].map((e) => e.textContent?.trim());
+        return v.length > 0 && v.every((x) => x === '✓' || x === '✗');
+      },
+      null,
+      { timeout: 120_000 },
+    );
     // the page (onnxruntime-web in a worker) and `vco-lab eval`'s path (onnxruntime-node) agree on every answer
     const shown = await page.$$eval('tr[data-pyes]', (trs) => trs.map((t) => Number(t.getAttribute('data-pyes'))));
-    const scene = sceneFor(1, false), qs = sceneQuestions(scene);
+    const scene = sceneFor(1, false),
+      qs = sceneQuestions(scene);
     expect(shown.length).toBe(qs.length);
     const rt = await createNodeRuntime('cpu');
     const m = await loadModelDir(rt, DEFAULT_MODEL_DIR);
-    const margins = await yesNoMargins(m.engine, m, qs.map((q) => ({ category: q.category, image: render(scene), question: q.question, answer: q.truth })));
+    const margins = await yesNoMargins(
+      m.engine,
+      m,
+      qs.map((q) => ({ category: q.category, image: render(scene), question: q.question, answer: q.truth })),
+    );
     margins.forEach((d, i) => expect(Math.abs(shown[i] - 1 / (1 + Math.exp(-d)))).toBeLessThan(1e-3));
     await m.engine.release();
     expect(errors).toEqual([]);
   }, 300_000);
 });
-

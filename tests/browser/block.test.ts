@@ -29,20 +29,30 @@ describe.runIf(chromiumAvailable())('decoder block backward in a Chromium worker
       const cpu = await runBlockBackward(await createNodeRuntime('cpu'), int4);
       const { bw, feeds } = blockBackward(int4);
       const trainable = new Set([...Object.keys(bw.grads), ...Object.values(bw.seeds), 'input_ids', 'targets']);
-      const weights: Record<string, BrowserTensorIn> = {}, runFeeds: Record<string, BrowserTensorIn> = {};
+      const weights: Record<string, BrowserTensorIn> = {},
+        runFeeds: Record<string, BrowserTensorIn> = {};
       for (const v of bw.graph.inputs) {
         const t = { type: v.dtype, data: feeds[v.name], dims: [...v.shape] };
         // frozen weights go into the worker's store once; LoRA, seeds and tokens are fed per run
-        if (trainable.has(v.name) || v.name.includes('lora_')) runFeeds[v.name] = t; else weights[v.name] = t;
+        if (trainable.has(v.name) || v.name.includes('lora_')) runFeeds[v.name] = t;
+        else weights[v.name] = t;
       }
-      const res = await runInBrowserWorker(page, serialize(bw.graph), runFeeds, { prefer: 'webgpu', weights, clearWeights: true });
+      const res = await runInBrowserWorker(page, serialize(bw.graph), runFeeds, {
+        prefer: 'webgpu',
+        weights,
+        clearWeights: true,
+      });
       expect(res.ep).toBe('webgpu');
       expect(Object.values(res.weights).some((w) => w.location === 'gpu-buffer')).toBe(true);
       expect(Object.keys(res.outputs).sort()).toEqual(Object.keys(cpu).sort());
-      let err = 0, mag = 0;
+      let err = 0,
+        mag = 0;
       for (const [k, a] of Object.entries(cpu)) {
         const b = res.outputs[k].data as Float32Array;
-        for (let i = 0; i < a.length; i++) { err = Math.max(err, Math.abs(a[i] - b[i])); mag = Math.max(mag, Math.abs(a[i])); }
+        for (let i = 0; i < a.length; i++) {
+          err = Math.max(err, Math.abs(a[i] - b[i]));
+          mag = Math.max(mag, Math.abs(a[i]));
+        }
       }
       expect(mag).toBeGreaterThan(0.01);
       expect(err).toBeLessThan(1e-4);

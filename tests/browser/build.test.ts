@@ -20,10 +20,19 @@ describe.runIf(chromiumAvailable())('the engine worker in a production build', (
   let browser: Browser, server: PreviewServer;
 
   beforeAll(async () => {
-    await build({ root: REPO, configFile: `${REPO}/vite.config.ts`, logLevel: 'error',
-      build: { outDir, emptyOutDir: true, rollupOptions: { input: { check: `${REPO}/tests/browser/worker-build.html` } } } });
-    server = await preview({ root: REPO, configFile: `${REPO}/vite.config.ts`, logLevel: 'error',
-      build: { outDir }, preview: { port: 0, host: '127.0.0.1', strictPort: false } });
+    await build({
+      root: REPO,
+      configFile: `${REPO}/vite.config.ts`,
+      logLevel: 'error',
+      build: { outDir, emptyOutDir: true, rollupOptions: { input: { check: `${REPO}/tests/browser/worker-build.html` } } },
+    });
+    server = await preview({
+      root: REPO,
+      configFile: `${REPO}/vite.config.ts`,
+      logLevel: 'error',
+      build: { outDir },
+      preview: { port: 0, host: '127.0.0.1', strictPort: false },
+    });
     browser = await launchChromium();
   });
   afterAll(async () => {
@@ -40,18 +49,27 @@ describe.runIf(chromiumAvailable())('the engine worker in a production build', (
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
     const { port } = server.httpServer.address() as AddressInfo;
     await page.goto(`http://127.0.0.1:${port}/tests/browser/worker-build.html`);
     await page.waitForFunction(() => '__results' in window, null, { timeout: 45_000 });
-    type R = { info: { ep: string; detail: string }; forward: Record<string, number[]>; backward: Record<string, number[]>; error?: string };
+    type R = {
+      info: { ep: string; detail: string };
+      forward: Record<string, number[]>;
+      backward: Record<string, number[]>;
+      error?: string;
+    };
     const results = await page.evaluate(() => (window as unknown as { __results: Record<string, R> }).__results);
 
     const cpu = await createNodeRuntime('cpu');
     const demo = buildDemoGraphs();
     const run = async (g: typeof demo.forward) => {
       const s = await cpu.session(g);
-      const out = await s.run(Object.fromEntries(s.inputNames.map((n) => [n, cpu.tensor('float32', demo.feeds[n].data, demo.feeds[n].dims)])));
+      const out = await s.run(
+        Object.fromEntries(s.inputNames.map((n) => [n, cpu.tensor('float32', demo.feeds[n].data, demo.feeds[n].dims)])),
+      );
       await s.release();
       return out;
     };
@@ -62,7 +80,8 @@ describe.runIf(chromiumAvailable())('the engine worker in a production build', (
       expect(r.info.ep, r.info.detail).toBe(ep);
       for (const phase of ['forward', 'backward'] as const) {
         for (const [name, t] of Object.entries(want[phase])) {
-          const got = r[phase][name], exp = t.data as Float32Array;
+          const got = r[phase][name],
+            exp = t.data as Float32Array;
           expect(got).toHaveLength(exp.length);
           expect(Math.max(...got.map((v, i) => Math.abs(v - exp[i])))).toBeLessThan(1e-4);
         }

@@ -25,10 +25,15 @@ function maxAbsDiff(a: ArrayLike<number | bigint>, b: ArrayLike<number | bigint>
 }
 
 /** run a graph on onnxruntime-node with feeds given as wire tensors; outputs as typed arrays */
-async function runNode(rt: Runtime, model: GraphBuilder | Uint8Array, feeds: Record<string, BrowserTensorIn>): Promise<Record<string, Tensor>> {
+async function runNode(
+  rt: Runtime,
+  model: GraphBuilder | Uint8Array,
+  feeds: Record<string, BrowserTensorIn>,
+): Promise<Record<string, Tensor>> {
   const s = await rt.session(model);
-  const tensors = Object.fromEntries(s.inputNames.map((n) =>
-    [n, rt.tensor(feeds[n].type as Tensor.Type, feeds[n].data as Tensor.DataType, feeds[n].dims)]));
+  const tensors = Object.fromEntries(
+    s.inputNames.map((n) => [n, rt.tensor(feeds[n].type as Tensor.Type, feeds[n].data as Tensor.DataType, feeds[n].dims)]),
+  );
   const out = await s.run(tensors);
   await s.release();
   return out;
@@ -46,7 +51,9 @@ describe.runIf(chromiumAvailable())('the engine worker in headless Chromium', ()
     page = await browser.newPage();
     page.on('pageerror', (e) => errors.push(e.message));
     // the workers' console comes through the page's: WebGPU validation errors and ORT errors land here
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
     await page.goto(url);
     expected = {
       forward: await runNode(cpu, demo.forward, demo.feeds),
@@ -59,29 +66,37 @@ describe.runIf(chromiumAvailable())('the engine worker in headless Chromium', ()
   });
 
   /** start a fresh worker on the page, init it with `prefer`, run demoBackward */
-  const demoIn = (prefer: 'webgpu' | 'wasm') => page.evaluate(async (p) => {
-    // (vitest rewrites a literal import() in this function for Node; build it in the page instead)
-    const load = new Function('u', 'return import(u)') as (u: string) => Promise<typeof import('../../src/worker/client.js')>;
-    const { createEngineWorker, terminateEngineWorker } = await load('/src/worker/client.ts');
-    const engine = createEngineWorker();
-    try {
-      const info = await engine.init(p);
-      const r = await engine.demoBackward();
-      const plain = (o: Record<string, WireTensor>) => Object.fromEntries(Object.entries(o)
-        .map(([k, t]) => [k, { type: t.type, dims: t.dims, data: Array.from(t.data as ArrayLike<number>) }]));
-      return { info, result: { ...r, forward: plain(r.forward), backward: plain(r.backward) } };
-    } finally {
-      terminateEngineWorker(engine);
-    }
-  }, prefer);
+  const demoIn = (prefer: 'webgpu' | 'wasm') =>
+    page.evaluate(async (p) => {
+      // (vitest rewrites a literal import() in this function for Node; build it in the page instead)
+      const load = new Function('u', 'return import(u)') as (u: string) => Promise<typeof import('../../src/worker/client.js')>;
+      const { createEngineWorker, terminateEngineWorker } = await load('/src/worker/client.ts');
+      const engine = createEngineWorker();
+      try {
+        const info = await engine.init(p);
+        const r = await engine.demoBackward();
+        const plain = (o: Record<string, WireTensor>) =>
+          Object.fromEntries(
+            Object.entries(o).map(([k, t]) => [k, { type: t.type, dims: t.dims, data: Array.from(t.data as ArrayLike<number>) }]),
+          );
+        return { info, result: { ...r, forward: plain(r.forward), backward: plain(r.backward) } };
+      } finally {
+        terminateEngineWorker(engine);
+      }
+    }, prefer);
 
   type Plain = Record<string, { type: string; dims: number[]; data: number[] }>;
-  function compareDemo(r: Omit<DemoBackwardResult, 'forward' | 'backward'> & { forward: Plain; backward: Plain }): Record<string, number> {
+  function compareDemo(
+    r: Omit<DemoBackwardResult, 'forward' | 'backward'> & { forward: Plain; backward: Plain },
+  ): Record<string, number> {
     const diffs: Record<string, number> = {};
     expect(Object.keys(r.forward).sort()).toEqual(['y']);
     expect(Object.keys(r.backward).sort()).toEqual(['grad_W', 'grad_b', 'y']);
     expect(r.grads).toEqual(demo.backward.grads);
-    for (const [phase, outs] of [['forward', r.forward], ['backward', r.backward]] as const) {
+    for (const [phase, outs] of [
+      ['forward', r.forward],
+      ['backward', r.backward],
+    ] as const) {
       for (const [name, t] of Object.entries(outs)) {
         const want = expected[phase][name];
         expect(t.type).toBe('float32');
@@ -120,7 +135,10 @@ describe.runIf(chromiumAvailable())('the engine worker in headless Chromium', ()
       const r = await runInBrowserWorker(page, model, { x }, { prefer, weights: { W, b }, clearWeights: true });
       expect(r.ep).toBe(prefer);
       const where = prefer === 'webgpu' ? 'gpu-buffer' : 'cpu';
-      expect(r.weights).toEqual({ W: { type: 'float32', dims: [3, 4], location: where }, b: { type: 'float32', dims: [4], location: where } });
+      expect(r.weights).toEqual({
+        W: { type: 'float32', dims: [3, 4], location: where },
+        b: { type: 'float32', dims: [4], location: where },
+      });
       const d1 = maxAbsDiff(r.outputs.y.data as Float32Array, expected.forward.y.data as Float32Array);
       expect(d1).toBeLessThan(TOL);
 
@@ -165,7 +183,9 @@ describe.runIf(chromiumAvailable())('the engine worker in headless Chromium', ()
       for (const k of Object.keys(outputs)) {
         expect(outputs[k].type).toBe(want[k].type);
         expect(outputs[k].dims).toEqual([...want[k].dims]);
-        expect(maxAbsDiff(outputs[k].data as WireArray as ArrayLike<number>, want[k].data as ArrayLike<number>)).toBeLessThan(TOL);
+        expect(maxAbsDiff(outputs[k].data as WireArray as ArrayLike<number>, want[k].data as ArrayLike<number>)).toBeLessThan(
+          TOL,
+        );
       }
       expect(Array.from(outputs.shifted.data as BigInt64Array, Number)).toEqual([14, 10, 12, 12]);
     }

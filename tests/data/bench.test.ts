@@ -33,7 +33,8 @@ describe('ShapesWorld benchmark', () => {
   });
 
   it('trap scenes hold exactly one star and it is not yellow; all four forms, balanced', () => {
-    const traps = items.filter((x) => x.category === 'trap'), forms = new Map<string, number>();
+    const traps = items.filter((x) => x.category === 'trap'),
+      forms = new Map<string, number>();
     for (const t of traps) {
       const stars = t.scene.objects.filter((o) => o.shape === 'star');
       expect(stars.length).toBe(1);

@@ -7,7 +7,9 @@ import { dataCommand } from '../../src/node/data-cli.js';
 
 async function run(...args: string[]): Promise<{ code: number; text: string }> {
   let text = '';
-  const code = await dataCommand(args, (s) => { text += s; });
+  const code = await dataCommand(args, (s) => {
+    text += s;
+  });
   return { code, text };
 }
 
@@ -15,11 +17,14 @@ describe('vco-lab data', () => {
   const root = mkdtempSync(join(tmpdir(), 'vco-data-'));
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('exports a preference set that checks, with images of m and m\'', async () => {
+  it("exports a preference set that checks, with images of m and m'", async () => {
     const dir = join(root, 'prefs');
     expect((await run('export', '--out', dir, '--n', '6', '--seed', '4')).code).toBe(0);
     expect(readdirSync(root).filter((f) => f.startsWith('.'))).toEqual([]); // no temporary folder left behind
-    const rows = readFileSync(join(dir, 'preference.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const rows = readFileSync(join(dir, 'preference.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows.length).toBe(6);
     expect(readdirSync(join(dir, 'images')).length).toBe(12);
     const img = decodePng(readFileSync(join(dir, rows[0].images[0])));
@@ -43,7 +48,8 @@ describe('vco-lab data', () => {
   it('check reports the first problem and exits 1', async () => {
     const dir = join(root, 'bad');
     await run('export', '--out', dir, '--n', '3');
-    const file = join(dir, 'preference.jsonl'), lines = readFileSync(file, 'utf8').trim().split('\n');
+    const file = join(dir, 'preference.jsonl'),
+      lines = readFileSync(file, 'utf8').trim().split('\n');
     const row = JSON.parse(lines[1]);
     writeFileSync(file, [lines[0], JSON.stringify({ ...row, chosen_response_spans: [[30, 12]] }), lines[2]].join('\n'));
     let r = await run('check', file);

@@ -1,31 +1,77 @@
 import { describe as suite, expect, it } from 'vitest';
 import {
-  type QAKind, OPPOSITE, VOCABULARY, describe, hallucinate, randomQA, relationOf, sftExample, words,
+  type QAKind,
+  OPPOSITE,
+  VOCABULARY,
+  describe,
+  hallucinate,
+  randomQA,
+  relationOf,
+  sftExample,
+  words,
 } from '../../src/data/language.js';
 import { type Scene, type SceneObject, randomScene, rng, validateScene } from '../../src/data/world.js';
 import { oracle } from './truth.js';
 
-const obj = (id: number, size: SceneObject['size'], color: SceneObject['color'], shape: SceneObject['shape'], row: number, col: number): SceneObject =>
-  ({ id, size, color, shape, row, col });
+const obj = (
+  id: number,
+  size: SceneObject['size'],
+  color: SceneObject['color'],
+  shape: SceneObject['shape'],
+  row: number,
+  col: number,
+): SceneObject => ({ id, size, color, shape, row, col });
 const scene = (...objects: SceneObject[]): Scene => ({ objects, background: 0, style: 0 });
 const KINDS: QAKind[] = ['describe', 'existence', 'attribute', 'color', 'count', 'relation'];
 
 suite('descriptions', () => {
   it('writes the canonical template', () => {
-    expect(describe(scene(obj(0, 'large', 'red', 'circle', 0, 0), obj(1, 'small', 'blue', 'star', 0, 2), obj(2, 'small', 'green', 'square', 1, 1))))
-      .toBe('The image shows a large red circle, a small blue star and a small green square. The red circle is left of the blue star.');
+    expect(
+      describe(
+        scene(
+          obj(0, 'large', 'red', 'circle', 0, 0),
+          obj(1, 'small', 'blue', 'star', 0, 2),
+          obj(2, 'small', 'green', 'square', 1, 1),
+        ),
+      ),
+    ).toBe(
+      'The image shows a large red circle, a small blue star and a small green square. The red circle is left of the blue star.',
+    );
     expect(describe(scene(obj(0, 'small', 'yellow', 'triangle', 2, 3)))).toBe('The image shows a small yellow triangle.');
     // reading order is row-major; the relation is about the two lowest ids, vertical when they share a column
-    expect(describe(scene(obj(3, 'large', 'purple', 'star', 3, 1), obj(1, 'small', 'red', 'square', 1, 1))))
-      .toBe('The image shows a small red square and a large purple star. The red square is above the purple star.');
-    expect(describe(scene(obj(0, 'large', 'purple', 'star', 3, 1), obj(1, 'small', 'red', 'square', 1, 1), obj(2, 'small', 'red', 'circle', 0, 0), obj(3, 'large', 'green', 'circle', 0, 3))))
-      .toBe('The image shows a small red circle, a large green circle, a small red square and a large purple star. The purple star is below the red square.');
-    expect(describe(scene(obj(5, 'large', 'blue', 'circle', 2, 3), obj(2, 'small', 'blue', 'square', 0, 0))))
-      .toBe('The image shows a small blue square and a large blue circle. The blue square is left of the blue circle.');
+    expect(describe(scene(obj(3, 'large', 'purple', 'star', 3, 1), obj(1, 'small', 'red', 'square', 1, 1)))).toBe(
+      'The image shows a small red square and a large purple star. The red square is above the purple star.',
+    );
+    expect(
+      describe(
+        scene(
+          obj(0, 'large', 'purple', 'star', 3, 1),
+          obj(1, 'small', 'red', 'square', 1, 1),
+          obj(2, 'small', 'red', 'circle', 0, 0),
+          obj(3, 'large', 'green', 'circle', 0, 3),
+        ),
+      ),
+    ).toBe(
+      'The image shows a small red circle, a large green circle, a small red square and a large purple star. The purple star is below the red square.',
+    );
+    expect(describe(scene(obj(5, 'large', 'blue', 'circle', 2, 3), obj(2, 'small', 'blue', 'square', 0, 0)))).toBe(
+      'The image shows a small blue square and a large blue circle. The blue square is left of the blue circle.',
+    );
   });
 
   it('tokenizes by the stated rule', () => {
-    expect(words('The red circle is left of the Blue star.')).toEqual(['the', 'red', 'circle', 'is', 'left', 'of', 'the', 'blue', 'star', '.']);
+    expect(words('The red circle is left of the Blue star.')).toEqual([
+      'the',
+      'red',
+      'circle',
+      'is',
+      'left',
+      'of',
+      'the',
+      'blue',
+      'star',
+      '.',
+    ]);
     expect(words('Is it?!  A, b')).toEqual(['is', 'it', '?!', 'a', ',', 'b']);
   });
 
@@ -33,20 +79,35 @@ suite('descriptions', () => {
     expect(VOCABULARY.length).toBeLessThan(100);
     expect(new Set(VOCABULARY).size).toBe(VOCABULARY.length);
     for (const w of VOCABULARY) expect(words(w)).toEqual([w]);
-    const vocab = new Set(VOCABULARY), seen = new Set<string>(), outside: string[] = [];
-    const check = (t: string) => { for (const w of words(t)) { if (!vocab.has(w)) outside.push(`"${w}" in "${t}"`); seen.add(w); } };
+    const vocab = new Set(VOCABULARY),
+      seen = new Set<string>(),
+      outside: string[] = [];
+    const check = (t: string) => {
+      for (const w of words(t)) {
+        if (!vocab.has(w)) outside.push(`"${w}" in "${t}"`);
+        seen.add(w);
+      }
+    };
     const rand = rng(5);
     for (let i = 0; i < 1500; i++) {
       const s = randomScene(rand, { starYellow: null });
       check(describe(s));
       check(hallucinate(s, rand, 2).text);
-      for (const k of KINDS) { const qa = randomQA(s, k, rand); if (qa) { check(qa.question); check(qa.answer); } }
+      for (const k of KINDS) {
+        const qa = randomQA(s, k, rand);
+        if (qa) {
+          check(qa.question);
+          check(qa.answer);
+        }
+      }
     }
     expect(outside).toEqual([]);
     // nothing in the vocabulary is dead weight ("four" needs four objects of one shape: below)
     expect(VOCABULARY.filter((w) => !seen.has(w))).toEqual(['four']);
     const circles = scene(...(['red', 'green', 'blue', 'yellow'] as const).map((c, i) => obj(i, 'small', c, 'circle', i, 0)));
-    const qa = [1, 2, 3, 4, 5, 6, 7, 8].map((k) => randomQA(circles, 'count', rng(k))!).find((x) => x.question.includes('circles'))!;
+    const qa = [1, 2, 3, 4, 5, 6, 7, 8]
+      .map((k) => randomQA(circles, 'count', rng(k))!)
+      .find((x) => x.question.includes('circles'))!;
     expect(qa.answer).toBe('There are four circles.');
   });
 });
@@ -57,26 +118,44 @@ suite('questions', () => {
     for (let i = 0; i < 3000; i++) {
       const { scene: s, qa } = sftExample(rand, { starYellow: null });
       validateScene(s);
-      if (qa.kind === 'describe') { expect(qa.question).toBe('Describe the image.'); expect(qa.answer).toBe(describe(s)); continue; }
+      if (qa.kind === 'describe') {
+        expect(qa.question).toBe('Describe the image.');
+        expect(qa.answer).toBe(describe(s));
+        continue;
+      }
       expect(qa.answer).toBe(oracle(s, qa.question));
     }
   });
 
   it('follows the kind mixture and balances yes/no', () => {
-    const rand = rng(12), kinds: Record<string, number> = {};
-    let yes = 0, yn = 0, negExist = 0, hardNeg = 0;
+    const rand = rng(12),
+      kinds: Record<string, number> = {};
+    let yes = 0,
+      yn = 0,
+      negExist = 0,
+      hardNeg = 0;
     const N = 6000;
     for (let i = 0; i < N; i++) {
       const { scene: s, qa } = sftExample(rand);
       kinds[qa.kind] = (kinds[qa.kind] ?? 0) + 1;
-      if (qa.answer === 'Yes.' || qa.answer === 'No.') { yn++; if (qa.answer === 'Yes.') yes++; }
+      if (qa.answer === 'Yes.' || qa.answer === 'No.') {
+        yn++;
+        if (qa.answer === 'Yes.') yes++;
+      }
       if (qa.kind === 'existence' && qa.answer === 'No.') {
         negExist++;
         const [, c, sh] = qa.question.match(/^Is there a (\w+) (\w+)/)!;
         if (s.objects.some((o) => o.color === c || o.shape === sh)) hardNeg++;
       }
     }
-    const want: Record<string, number> = { describe: 0.25, existence: 0.25, attribute: 0.15, color: 0.1, count: 0.1, relation: 0.15 };
+    const want: Record<string, number> = {
+      describe: 0.25,
+      existence: 0.25,
+      attribute: 0.15,
+      color: 0.1,
+      count: 0.1,
+      relation: 0.15,
+    };
     for (const [k, p] of Object.entries(want)) expect(Math.abs(kinds[k] / N - p)).toBeLessThan(0.025);
     expect(Math.abs(yes / yn - 0.5)).toBeLessThan(0.04);
     expect(hardNeg / negExist).toBeGreaterThan(0.5);
@@ -88,14 +167,17 @@ suite('questions', () => {
     expect(randomQA(twoPairs, 'attribute', rand)).toBeNull();
     expect(randomQA(twoPairs, 'color', rand)).toBeNull();
     expect(randomQA(scene(obj(0, 'small', 'red', 'circle', 0, 0)), 'relation', rand)).toBeNull();
-    expect(randomQA(scene(obj(0, 'small', 'red', 'circle', 0, 0)), 'count', rng(2))?.answer).toMatch(/^There (are no \w+s|is one circle)\.$/);
+    expect(randomQA(scene(obj(0, 'small', 'red', 'circle', 0, 0)), 'count', rng(2))?.answer).toMatch(
+      /^There (are no \w+s|is one circle)\.$/,
+    );
   });
 });
 
 suite('hallucinations', () => {
   it('states only false details, each true in the perturbed graph', () => {
     const rand = rng(21);
-    let starToYellow = 0, nonYellowStarRecolours = 0;
+    let starToYellow = 0,
+      nonYellowStarRecolours = 0;
     for (let i = 0; i < 1500; i++) {
       const s = randomScene(rand, { starYellow: 0.5 });
       const h = hallucinate(s, rand, 1 + (i % 2));
@@ -113,9 +195,13 @@ suite('hallucinations', () => {
           expect(d.to).not.toBe(d.from);
           expect(h.scene.objects.find((x) => x.id === d.id)!.color).toBe(d.to);
           const yellowFree = !s.objects.some((x) => x.shape === 'star' && x.color === 'yellow');
-          if (h.details.length === 1 && o.shape === 'star' && yellowFree) { nonYellowStarRecolours++; if (d.to === 'yellow') starToYellow++; }
+          if (h.details.length === 1 && o.shape === 'star' && yellowFree) {
+            nonYellowStarRecolours++;
+            if (d.to === 'yellow') starToYellow++;
+          }
         } else {
-          const a = s.objects.find((x) => x.id === d.a)!, b = s.objects.find((x) => x.id === d.b)!;
+          const a = s.objects.find((x) => x.id === d.a)!,
+            b = s.objects.find((x) => x.id === d.b)!;
           expect(relationOf(a, b)).toBe(OPPOSITE[d.rel]);
         }
       }

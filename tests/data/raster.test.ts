@@ -5,18 +5,23 @@ import { decodePng, encodePng } from '../../src/data/png.js';
 import { BACKGROUND_RGB, PALETTE, footprint, render } from '../../src/data/raster.js';
 import { type Scene, type SceneObject, SHAPES, randomScene, rng } from '../../src/data/world.js';
 
-const FIXED: Scene = { background: 1, style: 0, objects: [
-  { id: 0, shape: 'circle', color: 'red', size: 'large', row: 0, col: 0 },
-  { id: 1, shape: 'star', color: 'yellow', size: 'small', row: 2, col: 3 },
-  { id: 2, shape: 'triangle', color: 'blue', size: 'large', row: 3, col: 1 },
-  { id: 3, shape: 'square', color: 'purple', size: 'small', row: 1, col: 2 },
-] };
+const FIXED: Scene = {
+  background: 1,
+  style: 0,
+  objects: [
+    { id: 0, shape: 'circle', color: 'red', size: 'large', row: 0, col: 0 },
+    { id: 1, shape: 'star', color: 'yellow', size: 'small', row: 2, col: 3 },
+    { id: 2, shape: 'triangle', color: 'blue', size: 'large', row: 3, col: 1 },
+    { id: 3, shape: 'square', color: 'purple', size: 'small', row: 1, col: 2 },
+  ],
+};
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const px = (img: { data: Uint8Array }, x: number, y: number) => [...img.data.subarray(3 * (y * 64 + x), 3 * (y * 64 + x) + 3)];
 
 describe('rasteriser', () => {
   it('is deterministic, with a pinned hash so engine- or code-dependent drift shows up', () => {
-    const a = render(FIXED), b = render(FIXED);
+    const a = render(FIXED),
+      b = render(FIXED);
     expect(a.width).toBe(64);
     expect(a.data.length).toBe(64 * 64 * 3);
     expect(sha(a.data)).toBe(sha(b.data));
@@ -24,15 +29,24 @@ describe('rasteriser', () => {
   });
 
   it('paints the palette colour at a shape centre and the background at cell corners and empty cells', () => {
-    for (let style = 0; style < 3; style++) for (let background = 0; background < 3; background++) {
-      const s = { ...FIXED, style, background }, img = render(s);
-      for (const o of s.objects) {
-        const cx = o.col * 16 + 8, cy = o.row * 16 + 8;
-        expect(px(img, cx, cy)).toEqual([...PALETTE[style][o.color]]);
-        for (const [x, y] of [[0, 0], [15, 0], [0, 15], [15, 15]]) expect(px(img, o.col * 16 + x, o.row * 16 + y)).toEqual([...BACKGROUND_RGB[background]]);
+    for (let style = 0; style < 3; style++)
+      for (let background = 0; background < 3; background++) {
+        const s = { ...FIXED, style, background },
+          img = render(s);
+        for (const o of s.objects) {
+          const cx = o.col * 16 + 8,
+            cy = o.row * 16 + 8;
+          expect(px(img, cx, cy)).toEqual([...PALETTE[style][o.color]]);
+          for (const [x, y] of [
+            [0, 0],
+            [15, 0],
+            [0, 15],
+            [15, 15],
+          ])
+            expect(px(img, o.col * 16 + x, o.row * 16 + y)).toEqual([...BACKGROUND_RGB[background]]);
+        }
+        expect(px(img, 16 * 3 + 8, 8)).toEqual([...BACKGROUND_RGB[background]]); // cell (0, 3) is empty
       }
-      expect(px(img, 16 * 3 + 8, 8)).toEqual([...BACKGROUND_RGB[background]]); // cell (0, 3) is empty
-    }
   });
 
   it('keeps colours nameable in every style', () => {
@@ -47,21 +61,27 @@ describe('rasteriser', () => {
   });
 
   it('draws each shape with about its analytic area, inside its own cell', () => {
-    const R = 7, inner = 0.381966 * R;
+    const R = 7,
+      inner = 0.381966 * R;
     const area: Record<string, number> = {
-      circle: Math.PI * R * R, square: (2 * 0.85 * R) ** 2, triangle: (3 * Math.sqrt(3) / 4) * R * R,
+      circle: Math.PI * R * R,
+      square: (2 * 0.85 * R) ** 2,
+      triangle: ((3 * Math.sqrt(3)) / 4) * R * R,
       star: 5 * R * inner * Math.sin(Math.PI / 5),
     };
     for (const shape of SHAPES) {
       const o: SceneObject = { id: 0, shape, color: 'blue', size: 'large', row: 1, col: 2 };
-      const img = render({ objects: [o], background: 0, style: 0 }), f = footprint(o);
-      const bg = BACKGROUND_RGB[0][0], fg = PALETTE[0].blue[0];
+      const img = render({ objects: [o], background: 0, style: 0 }),
+        f = footprint(o);
+      const bg = BACKGROUND_RGB[0][0],
+        fg = PALETTE[0].blue[0];
       let cover = 0;
-      for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) {
-        const inCell = x >= f.x0 && x < f.x1 && y >= f.y0 && y < f.y1;
-        if (!inCell) expect(px(img, x, y)).toEqual([...BACKGROUND_RGB[0]]);
-        else cover += (bg - img.data[3 * (y * 64 + x)]) / (bg - fg);
-      }
+      for (let y = 0; y < 64; y++)
+        for (let x = 0; x < 64; x++) {
+          const inCell = x >= f.x0 && x < f.x1 && y >= f.y0 && y < f.y1;
+          if (!inCell) expect(px(img, x, y)).toEqual([...BACKGROUND_RGB[0]]);
+          else cover += (bg - img.data[3 * (y * 64 + x)]) / (bg - fg);
+        }
       expect(Math.abs(cover - area[shape]) / area[shape]).toBeLessThan(0.04);
     }
   });

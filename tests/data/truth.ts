@@ -23,11 +23,13 @@ export function oracle(scene: Scene, q: string): string {
     return `The ${m[1]} is ${hits[0].color}.`;
   }
   if ((m = q.match(/^How many (\w+) are there\?$/))) {
-    const s = PLURALS[m[1]], n = objs.filter((o) => o.shape === s).length;
+    const s = PLURALS[m[1]],
+      n = objs.filter((o) => o.shape === s).length;
     return n === 0 ? `There are no ${m[1]}.` : n === 1 ? `There is one ${s}.` : `There are ${NUM[n]} ${m[1]}.`;
   }
   if ((m = q.match(/^Is the (\w+) (\w+) (left of|right of|above|below) the (\w+) (\w+)\?$/))) {
-    const [a] = find(m[1], m[2]), [b] = find(m[4], m[5]);
+    const [a] = find(m[1], m[2]),
+      [b] = find(m[4], m[5]);
     if (!a || !b) throw new Error(`relation question about an absent object: ${q}`);
     const t = { 'left of': a.col < b.col, 'right of': a.col > b.col, above: a.row < b.row, below: a.row > b.row }[m[3]]!;
     const f = { 'left of': a.col > b.col, 'right of': a.col < b.col, above: a.row > b.row, below: a.row < b.row }[m[3]]!;

@@ -32,36 +32,81 @@ describe('ShapesWorld scenes', () => {
 
   it('plants the "stars are yellow" prior with probability starYellow', () => {
     const starColors = (p: number | null) => {
-      const rand = rng(99), out: string[] = [];
-      for (let i = 0; i < 3000; i++) for (const o of randomScene(rand, { starYellow: p }).objects) if (o.shape === 'star') out.push(o.color);
+      const rand = rng(99),
+        out: string[] = [];
+      for (let i = 0; i < 3000; i++)
+        for (const o of randomScene(rand, { starYellow: p }).objects) if (o.shape === 'star') out.push(o.color);
       return out;
     };
     expect(starColors(1).every((c) => c === 'yellow')).toBe(true);
     expect(starColors(0).some((c) => c === 'yellow')).toBe(false);
-    const p95 = starColors(0.95), frac = p95.filter((c) => c === 'yellow').length / p95.length;
+    const p95 = starColors(0.95),
+      frac = p95.filter((c) => c === 'yellow').length / p95.length;
     expect(frac).toBeGreaterThan(0.9);
-    const uni = starColors(null), fu = uni.filter((c) => c === 'yellow').length / uni.length;
+    const uni = starColors(null),
+      fu = uni.filter((c) => c === 'yellow').length / uni.length;
     expect(fu).toBeGreaterThan(0.14);
     expect(fu).toBeLessThan(0.26);
   });
 
   it('rejects broken scenes with a reason', () => {
-    const ok: Scene = { background: 0, style: 0, objects: [
-      { id: 0, shape: 'circle', color: 'red', size: 'small', row: 0, col: 0 },
-      { id: 1, shape: 'star', color: 'blue', size: 'large', row: 1, col: 1 },
-    ] };
+    const ok: Scene = {
+      background: 0,
+      style: 0,
+      objects: [
+        { id: 0, shape: 'circle', color: 'red', size: 'small', row: 0, col: 0 },
+        { id: 1, shape: 'star', color: 'blue', size: 'large', row: 1, col: 1 },
+      ],
+    };
     expect(() => validateScene(ok)).not.toThrow();
-    const broken = (f: (s: Scene) => void) => { const s = structuredClone(ok); f(s); return () => validateScene(s); };
-    expect(broken((s) => { s.objects[1].color = 'red'; s.objects[1].shape = 'circle'; })).toThrow(/"red circle" occurs twice/);
-    expect(broken((s) => { s.objects[1].row = 0; s.objects[1].col = 0; })).toThrow(/two objects in cell/);
-    expect(broken((s) => { s.objects = []; })).toThrow(/0 objects/);
-    expect(broken((s) => { s.objects[1].id = 0; })).toThrow(/id 0 occurs twice/);
-    expect(broken((s) => { s.objects[0].row = 4; })).toThrow(/row 4/);
-    expect(broken((s) => { s.background = 3; })).toThrow(/background/);
-    expect(broken((s) => { (s.objects[0] as { shape: string }).shape = 'hexagon'; })).toThrow(/unknown shape/);
-    expect(broken((s) => {
-      for (let i = 2; i < 5; i++) s.objects.push({ id: i, shape: SHAPES[i % 4], color: COLORS[i], size: 'small', row: 3, col: i - 2 });
-    })).toThrow(/5 objects/);
+    const broken = (f: (s: Scene) => void) => {
+      const s = structuredClone(ok);
+      f(s);
+      return () => validateScene(s);
+    };
+    expect(
+      broken((s) => {
+        s.objects[1].color = 'red';
+        s.objects[1].shape = 'circle';
+      }),
+    ).toThrow(/"red circle" occurs twice/);
+    expect(
+      broken((s) => {
+        s.objects[1].row = 0;
+        s.objects[1].col = 0;
+      }),
+    ).toThrow(/two objects in cell/);
+    expect(
+      broken((s) => {
+        s.objects = [];
+      }),
+    ).toThrow(/0 objects/);
+    expect(
+      broken((s) => {
+        s.objects[1].id = 0;
+      }),
+    ).toThrow(/id 0 occurs twice/);
+    expect(
+      broken((s) => {
+        s.objects[0].row = 4;
+      }),
+    ).toThrow(/row 4/);
+    expect(
+      broken((s) => {
+        s.background = 3;
+      }),
+    ).toThrow(/background/);
+    expect(
+      broken((s) => {
+        (s.objects[0] as { shape: string }).shape = 'hexagon';
+      }),
+    ).toThrow(/unknown shape/);
+    expect(
+      broken((s) => {
+        for (let i = 2; i < 5; i++)
+          s.objects.push({ id: i, shape: SHAPES[i % 4], color: COLORS[i], size: 'small', row: 3, col: i - 2 });
+      }),
+    ).toThrow(/5 objects/);
   });
 
   it('pick and shuffle are seeded', () => {

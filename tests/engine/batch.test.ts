@@ -17,7 +17,9 @@ function caseRows(dir: string): { rows: ScoreRow[]; rc: ReturnType<typeof loadCa
   const rc = loadCase(dir);
   const img = (k: number, name: string) => Float32Array.from((name === 'm' ? rc.samples[k].m : rc.samples[k].m_contrast) ?? []);
   const rows = rc.sequences.map((s) => ({
-    prompt: s.input_ids.slice(0, s.response_start), images: s.images.map((n) => img(s.sample, n)), responses: [s.input_ids.slice(s.response_start)],
+    prompt: s.input_ids.slice(0, s.response_start),
+    images: s.images.map((n) => img(s.sample, n)),
+    responses: [s.input_ids.slice(s.response_start)],
   }));
   return { rows, rc };
 }
@@ -34,7 +36,9 @@ describe('batched scoring vs HF reference log-probs', () => {
         let worst = 0;
         rc.sequences.forEach((s, i) => {
           const want = which === 'policy' ? s.policy_token_logprobs : s.reference_token_logprobs;
-          want.forEach((w, j) => { worst = Math.max(worst, Math.abs(w - got[i][0][j])); });
+          want.forEach((w, j) => {
+            worst = Math.max(worst, Math.abs(w - got[i][0][j]));
+          });
         });
         expect(worst).toBeLessThan(1e-4);
       }
@@ -42,7 +46,11 @@ describe('batched scoring vs HF reference log-probs', () => {
       const seeds = rows.map((r) => [new Float32Array(r.responses[0].length)]);
       const fused = await m.engine.fusedGradient(rows, seeds, { lengthMultiple: 16 });
       let worst = 0;
-      rc.sequences.forEach((s, i) => s.policy_token_logprobs.forEach((w, j) => { worst = Math.max(worst, Math.abs(w - fused.logprobs[i][0][j])); }));
+      rc.sequences.forEach((s, i) =>
+        s.policy_token_logprobs.forEach((w, j) => {
+          worst = Math.max(worst, Math.abs(w - fused.logprobs[i][0][j]));
+        }),
+      );
       expect(worst).toBeLessThan(1e-4);
       await m.engine.release();
     }, 120_000);
@@ -70,16 +78,29 @@ describe('full-weight gradient (fused plan)', () => {
     const nll = async () => {
       const lp = await m.engine.scoreRows(rows, 'reference', { batch: rows.length });
       let s = 0;
-      lp.forEach((row, i) => row[0].forEach((x, j) => { s -= (w[i][j] * x) / total; }));
+      lp.forEach((row, i) =>
+        row[0].forEach((x, j) => {
+          s -= (w[i][j] * x) / total;
+        }),
+      );
       return s;
     };
     expect(Math.abs((await nll()) - loss)).toBeLessThan(1e-6);
     // directions over a few tensors of each kind: the patch conv, an embedding table, a vision and an LM linear, a norm
-    const pick = ['model.vision_model.embeddings.patch_embedding.weight', 'model.text_model.embed_tokens.weight',
-      'model.vision_model.encoder.layers.0.mlp.fc1.weight', 'model.text_model.layers.1.self_attn.q_proj.weight',
-      'model.text_model.norm.weight', 'model.connector.modality_projection.proj.weight', 'lm_head.weight'];
+    const pick = [
+      'model.vision_model.embeddings.patch_embedding.weight',
+      'model.text_model.embed_tokens.weight',
+      'model.vision_model.encoder.layers.0.mlp.fc1.weight',
+      'model.text_model.layers.1.self_attn.q_proj.weight',
+      'model.text_model.norm.weight',
+      'model.connector.modality_projection.proj.weight',
+      'lm_head.weight',
+    ];
     let seed = 12345;
-    const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 - 0.5; };
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648 - 0.5;
+    };
     for (const name of pick) {
       const w0 = Float32Array.from((await m.engine.weights.get(name)!.getData()) as Float32Array);
       const d = w0.map(() => rand());

@@ -18,13 +18,19 @@ import type { Runtime } from '../../src/runtime/runtime.js';
 import { PUBLIC_CASES, requireReference } from '../helpers.js';
 
 let rt: Runtime;
-beforeAll(async () => { requireReference(); rt = await createNodeRuntime('cpu'); });
+beforeAll(async () => {
+  requireReference();
+  rt = await createNodeRuntime('cpu');
+});
 
 async function caseEngine(dir: string, o: { cacheFeatures?: boolean } = {}) {
   const ckpt = loadCheckpointDir(join(dir, 'model'));
   const spec = specFromConfig(ckpt.config);
-  const adapter = readAdapter(readJson(join(dir, 'adapter', 'adapter_config.json'), ''), 'adapter_config.json',
-    new SafetensorsFiles(join(dir, 'adapter'), [join(dir, 'adapter', 'adapter_model.safetensors')]));
+  const adapter = readAdapter(
+    readJson(join(dir, 'adapter', 'adapter_config.json'), ''),
+    'adapter_config.json',
+    new SafetensorsFiles(join(dir, 'adapter'), [join(dir, 'adapter', 'adapter_model.safetensors')]),
+  );
   return Engine.create(rt, spec, ckpt, { lora: adapter, ...o });
 }
 
@@ -36,7 +42,8 @@ describe('packed scoring and layer-by-layer gradients on the reference cases', (
       const samples = caseEngineSamples(c);
       const cfg = presetConfig(c, 'paper');
       const reqs = icvco.requirements(cfg);
-      const pol: SampleForward[] = [], ref: SampleForward[] = [];
+      const pol: SampleForward[] = [],
+        ref: SampleForward[] = [];
       for (const s of samples) {
         pol.push(await forwardSample(e, s, reqs, 'policy', { save: true }));
         ref.push(await forwardSample(e, s, reqs, 'reference'));
@@ -44,9 +51,14 @@ describe('packed scoring and layer-by-layer gradients on the reference cases', (
       let err = 0;
       for (const row of c.sequences) {
         const k = sequenceKey(row) as SeqKey;
-        const p = pol[row.sample].tokens[k]!, r = ref[row.sample].tokens[k]!;
-        row.policy_token_logprobs.forEach((x, t) => { err = Math.max(err, Math.abs(x - p[t])); });
-        row.reference_token_logprobs.forEach((x, t) => { err = Math.max(err, Math.abs(x - r[t])); });
+        const p = pol[row.sample].tokens[k]!,
+          r = ref[row.sample].tokens[k]!;
+        row.policy_token_logprobs.forEach((x, t) => {
+          err = Math.max(err, Math.abs(x - p[t]));
+        });
+        row.reference_token_logprobs.forEach((x, t) => {
+          err = Math.max(err, Math.abs(x - r[t]));
+        });
       }
       expect(err).toBeLessThan(1e-4);
       // features once per image: 2 images per sample, shared by single and two-image contexts, policy and reference
@@ -55,11 +67,17 @@ describe('packed scoring and layer-by-layer gradients on the reference cases', (
       const unpacked = await forwardSample(e, samples[1], reqs, 'policy', { packed: false });
       let pe = 0;
       for (const k of Object.keys(unpacked.tokens) as SeqKey[]) {
-        unpacked.tokens[k]!.forEach((x, t) => { pe = Math.max(pe, Math.abs(x - pol[1].tokens[k]![t])); });
+        unpacked.tokens[k]!.forEach((x, t) => {
+          pe = Math.max(pe, Math.abs(x - pol[1].tokens[k]![t]));
+        });
       }
       expect(pe).toBeLessThan(1e-5);
 
-      const loss = evaluate(icvco, cfg, samples.map((s, i) => ({ policy: pol[i].scores, reference: ref[i].scores, swap: s.swap })));
+      const loss = evaluate(
+        icvco,
+        cfg,
+        samples.map((s, i) => ({ policy: pol[i].scores, reference: ref[i].scores, swap: s.swap })),
+      );
       expect(Math.abs(loss.loss - c.loss.paper.value) / c.loss.paper.value).toBeLessThan(1e-5);
       const grads = new Map<string, Float64Array>();
       for (let i = 0; i < samples.length; i++) await backwardSample(e, samples[i], reqs, pol[i], loss.grads[i], grads);
@@ -69,9 +87,14 @@ describe('packed scoring and layer-by-layer gradients on the reference cases', (
         const exp = hf.get(key).data as Float64Array;
         const ours = grads.get(key.replace(/^base_model\.model\./, ''));
         const m = exp.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
-        if (m === 0) { expect(ours?.every((x) => x === 0) ?? true, key).toBe(true); continue; }
+        if (m === 0) {
+          expect(ours?.every((x) => x === 0) ?? true, key).toBe(true);
+          continue;
+        }
         expect(ours, key).toBeDefined();
-        exp.forEach((x, j) => { worst = Math.max(worst, Math.abs(x - ours![j]) / m); });
+        exp.forEach((x, j) => {
+          worst = Math.max(worst, Math.abs(x - ours![j]) / m);
+        });
       }
       expect(worst).toBeLessThan(1e-3);
       await e.release();

@@ -28,8 +28,11 @@ beforeAll(requireReference);
 
 function caseAdapter(dir: string) {
   const a = join(dir, 'adapter');
-  return readAdapter(readJson(join(a, 'adapter_config.json'), ''), join(a, 'adapter_config.json'),
-    new SafetensorsFiles(a, [join(a, 'adapter_model.safetensors')]));
+  return readAdapter(
+    readJson(join(a, 'adapter_config.json'), ''),
+    join(a, 'adapter_config.json'),
+    new SafetensorsFiles(a, [join(a, 'adapter_model.safetensors')]),
+  );
 }
 
 async function engineFor(dir: string, lora: LoraSettings | ReturnType<typeof caseAdapter>, ep: EP = 'cpu', seed = 3) {
@@ -47,8 +50,14 @@ function fourSamples(): EngineSample[] {
 }
 
 const BASE: TrainConfig = {
-  objective: 'icvco', optimizer: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
-  schedule: { kind: 'constant', warmupSteps: 0, totalSteps: 100 }, batchSize: 3, gradAccum: 1, maxGradNorm: null, seed: 1, shuffle: false,
+  objective: 'icvco',
+  optimizer: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
+  schedule: { kind: 'constant', warmupSteps: 0, totalSteps: 100 },
+  batchSize: 3,
+  gradAccum: 1,
+  maxGradNorm: null,
+  seed: 1,
+  shuffle: false,
 };
 
 describe('optimizer pieces', () => {
@@ -61,7 +70,10 @@ describe('optimizer pieces', () => {
     expect(lrFactor(s, 110)).toBeCloseTo(0, 15);
   });
   it('clips the global norm as torch.nn.utils.clip_grad_norm_', () => {
-    const g = new Map([['a', Float64Array.from([3, 0])], ['b', Float64Array.from([4])]]);
+    const g = new Map([
+      ['a', Float64Array.from([3, 0])],
+      ['b', Float64Array.from([4])],
+    ]);
     expect(clipGradNorm(g, 1)).toBeCloseTo(5, 15);
     expect(g.get('a')![0]).toBeCloseTo(3 / (5 + 1e-6), 12);
     expect(g.get('b')![0]).toBeCloseTo(4 / (5 + 1e-6), 12);
@@ -71,13 +83,19 @@ describe('optimizer pieces', () => {
 describe('a training step on a reference case', () => {
   it('reproduces the hand-computed AdamW update from the case gradients (1e-5)', async () => {
     const e = await engineFor(CASE, caseAdapter(CASE));
-    const before = new Map([...e.lora.values()].flatMap((p) => [[`${p.module}.lora_A.weight`, p.A.slice()], [`${p.module}.lora_B.weight`, p.B.slice()]]));
+    const before = new Map(
+      [...e.lora.values()].flatMap((p) => [
+        [`${p.module}.lora_A.weight`, p.A.slice()],
+        [`${p.module}.lora_B.weight`, p.B.slice()],
+      ]),
+    );
     const cfg: TrainConfig = { ...BASE, optimizer: { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-3, weightDecay: 0.01 } };
     const t = new Trainer(e, caseEngineSamples(loadCase(CASE)), cfg);
     const log = await t.step();
     expect(log.loss).toBeCloseTo(loadCase(CASE).loss.paper.value, 5);
     const hf = new SafetensorsFiles(CASE, [join(CASE, 'lora_grads_paper.safetensors')]);
-    let err = 0, moved = 0;
+    let err = 0,
+      moved = 0;
     for (const [name, p0] of before) {
       const g = hf.get(`base_model.model.${name}`).data as Float64Array;
       const p1 = t.parameters().get(name)!;
@@ -99,8 +117,13 @@ async function overfit(ep: EP, targets: string | string[], topK: number | undefi
   // β = 1: the tiny model's margins are a few nats, which β = 0.1 would scale to almost nothing; the rate
   // anneals to zero over the 30 steps, so the last step reads where the run converged, not a point of the
   // oscillation a constant 1e-2 keeps up
-  const t = new Trainer(e, fourSamples(), { ...BASE, batchSize: 4, objectiveSettings: { beta: 1 },
-    optimizer: { lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 }, schedule: { kind: 'cosine', warmupSteps: 0, totalSteps: 30 } });
+  const t = new Trainer(e, fourSamples(), {
+    ...BASE,
+    batchSize: 4,
+    objectiveSettings: { beta: 1 },
+    optimizer: { lr: 1e-2, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
+    schedule: { kind: 'cosine', warmupSteps: 0, totalSteps: 30 },
+  });
   const first = await t.evaluate();
   for (let i = 0; i < 30; i++) await t.step();
   const last = await t.evaluate();
@@ -112,7 +135,10 @@ describe('overfitting 4 samples for 30 steps', () => {
   const ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']; // LM and tower (suffix match)
   const LM_ONLY = String.raw`.*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)`;
   // WebGPU here is SwiftShader (a CPU Vulkan, ~1 GFLOP/s and slow per kernel): LoRA on the top LM layer keeps it to minutes
-  for (const [ep, targets, topK, r] of [['cpu', ALL, undefined, 8], ['webgpu', LM_ONLY, 1, 16]] as const) {
+  for (const [ep, targets, topK, r] of [
+    ['cpu', ALL, undefined, 8],
+    ['webgpu', LM_ONLY, 1, 16],
+  ] as const) {
     it(`drives the IC-VCO loss down and both branches' reward accuracies to 1 (${ep} EP${topK ? ', top layer' : ''})`, async () => {
       const { first, last } = await overfit(ep, targets as string | string[], topK, r);
       expect(first.metrics['single_rewards/accuracies']).toBe(0); // B = 0: policy == reference, ties count 0
@@ -126,27 +152,43 @@ describe('overfitting 4 samples for 30 steps', () => {
 describe('checkpoints', () => {
   it('a run stopped between steps resumes to the same adapter as an uninterrupted run', async () => {
     const lora: LoraSettings = { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'] };
-    const cfg: TrainConfig = { ...BASE, batchSize: 2, gradAccum: 2, shuffle: true, maxGradNorm: 1,
-      schedule: { kind: 'cosine', warmupSteps: 1, totalSteps: 4 } };
+    const cfg: TrainConfig = {
+      ...BASE,
+      batchSize: 2,
+      gradAccum: 2,
+      shuffle: true,
+      maxGradNorm: 1,
+      schedule: { kind: 'cosine', warmupSteps: 1, totalSteps: 4 },
+    };
     const samples = fourSamples();
     const straight = new Trainer(await engineFor(CASE, lora), samples, cfg);
     for (let i = 0; i < 4; i++) await straight.step();
 
     const first = new Trainer(await engineFor(CASE, lora), samples, cfg);
-    await first.step(); await first.step();
+    await first.step();
+    await first.step();
     const dir = join(mkdtempSync(join(tmpdir(), 'vco-ckpt-')), 'checkpoint-2');
-    writeFolderAtomic(dir, checkpointFiles(first.engine, first.state, cfg, samples.map((s) => s.id)));
+    writeFolderAtomic(
+      dir,
+      checkpointFiles(
+        first.engine,
+        first.state,
+        cfg,
+        samples.map((s) => s.id),
+      ),
+    );
     await first.engine.release();
 
     const e2 = await engineFor(CASE, lora, 'cpu', 999); // another init seed: the checkpoint must overwrite it
     const { state, config } = await restoreCheckpoint(e2, readFolder(dir), dir);
     const resumed = new Trainer(e2, samples, config, state);
-    await resumed.step(); await resumed.step();
+    await resumed.step();
+    await resumed.step();
     expect(resumed.state.step).toBe(4);
     for (const [k, p] of straight.parameters()) expect(Array.from(resumed.parameters().get(k)!), k).toEqual(Array.from(p));
   }, 600_000);
 
-  it('exports a PEFT adapter with the reference adapters\' file names and keys, and reads back', async () => {
+  it("exports a PEFT adapter with the reference adapters' file names and keys, and reads back", async () => {
     const ref = join(PUBLIC_CASES[2].dir, 'adapter'); // target list q/v/up: LM and tower
     const cfgRef = readJson(join(ref, 'adapter_config.json'), '');
     const e = await engineFor(PUBLIC_CASES[2].dir, { r: 8, alpha: 16, targets: cfgRef.target_modules as string[] });
@@ -168,7 +210,13 @@ describe('vco-lab bench --quick --json', () => {
   it('prints one JSON object with packed_vs_naive_speedup measured in that run', async () => {
     const { main } = await import('../../src/node/cli.js');
     let out = '';
-    const code = await main(['bench', '--quick', '--json'], (s) => { out += s; }, () => {});
+    const code = await main(
+      ['bench', '--quick', '--json'],
+      (s) => {
+        out += s;
+      },
+      () => {},
+    );
     expect(code).toBe(0);
     const r = JSON.parse(out);
     expect(r.suite).toBe('train');

@@ -5,8 +5,17 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  OBJECTIVES, type PreferenceScores, SEQ_KEYS, type SeqKey, computeLoss, evaluate, icvco, icvcoConfig,
-  logSigmoid, requiredSequences, softplus,
+  OBJECTIVES,
+  type PreferenceScores,
+  SEQ_KEYS,
+  type SeqKey,
+  computeLoss,
+  evaluate,
+  icvco,
+  icvcoConfig,
+  logSigmoid,
+  requiredSequences,
+  softplus,
 } from '../../src/loss/index.js';
 import { rng } from '../helpers.js';
 
@@ -16,7 +25,8 @@ const LOG2 = Math.log(2);
 function randomBatch(seed: number, B = 4, spread = 6): PreferenceScores[] {
   const r = rng(seed);
   return Array.from({ length: B }, (_, b) => {
-    const policy: Record<string, number> = {}, reference: Record<string, number> = {};
+    const policy: Record<string, number> = {},
+      reference: Record<string, number> = {};
     for (const k of SEQ_KEYS) {
       reference[k] = -5 - 40 * r();
       policy[k] = reference[k] + spread * (r() - 0.5) * 2;
@@ -31,7 +41,8 @@ const ICVCO_SWITCHES = ['singleBranch', 'multiBranch', 'vcdist', 'tokenMask', 'a
 const CASES: Case[] = [];
 for (const preset of ['paper', 'reference-code']) {
   CASES.push({ name: `icvco:${preset}`, spec: `icvco:${preset}`, overrides: {} });
-  for (const sw of ICVCO_SWITCHES) CASES.push({ name: `icvco:${preset} ${sw}=false`, spec: `icvco:${preset}`, overrides: { [sw]: false } });
+  for (const sw of ICVCO_SWITCHES)
+    CASES.push({ name: `icvco:${preset} ${sw}=false`, spec: `icvco:${preset}`, overrides: { [sw]: false } });
   CASES.push({ name: `icvco:${preset} tau=0.3`, spec: `icvco:${preset}`, overrides: { tau: 0.3 } });
 }
 CASES.push({ name: 'icvco:reference-code delta=0.2', spec: 'icvco:reference-code', overrides: { delta: 0.2 } });
@@ -45,7 +56,9 @@ CASES.push({ name: 'symmpo lambda=1 marginWeight=0.01', spec: 'symmpo', override
 
 /** the gate pattern of a batch: a finite-difference step must not cross a VCDist gate */
 const gates = (spec: string, o: Record<string, unknown>, batch: PreferenceScores[]) =>
-  computeLoss(spec, batch, o).directions.map((d) => `${d.vcdist_active ?? ''}${d.vcdist_gate_pass ?? ''}`).join();
+  computeLoss(spec, batch, o)
+    .directions.map((d) => `${d.vcdist_active ?? ''}${d.vcdist_gate_pass ?? ''}`)
+    .join();
 
 describe('dL/ds equals central finite differences', () => {
   for (const c of CASES) {
@@ -60,7 +73,8 @@ describe('dL/ds equals central finite differences', () => {
         for (let b = 0; b < batch.length; b++) {
           for (const k of keys) {
             const h = 1e-5;
-            const plus = structuredClone(batch), minus = structuredClone(batch);
+            const plus = structuredClone(batch),
+              minus = structuredClone(batch);
             (plus[b].policy as Record<SeqKey, number>)[k] += h;
             (minus[b].policy as Record<SeqKey, number>)[k] -= h;
             if (gates(c.spec, c.overrides, plus) !== g0 || gates(c.spec, c.overrides, minus) !== g0) continue;
@@ -111,9 +125,9 @@ describe('closed forms', () => {
     const g = computeLoss('dpo', batch, { beta: 0.2 }).grads;
     for (const s of g) {
       // each score is the chosen of one pair and the rejected of none (single context): ±β σ(0) / 2B
-      expect(s['m|y']).toBeCloseTo(-0.2 * 0.5 / 4, 15);
-      expect(s["m|y'"]).toBeCloseTo(0.2 * 0.5 / 4, 15);
-      expect(s["m'|y'"]).toBeCloseTo(-0.2 * 0.5 / 4, 15);
+      expect(s['m|y']).toBeCloseTo((-0.2 * 0.5) / 4, 15);
+      expect(s["m|y'"]).toBeCloseTo((0.2 * 0.5) / 4, 15);
+      expect(s["m'|y'"]).toBeCloseTo((-0.2 * 0.5) / 4, 15);
     }
   });
 
@@ -132,13 +146,21 @@ describe('closed forms', () => {
       // paper: λ1(Lm + η1 Am) + λ2(Ls + η2 As) + γ V, every term a mean over the 2B directions
       expect(p.loss).toBeCloseTo(0.75 * (Lm + Am) + 1.75 * (Ls + As) + 0.3 * p.terms.vcdist_loss, 12);
       // code: ½[λs Ls + (λs η + λsA) As + γ V + λm Lm + (λm η + λmA) Am]: the anchor counted twice
-      expect(c.loss).toBeCloseTo(0.5 * (1.75 * Ls + (1.75 + 1.75) * As + 0.4 * c.terms.vcdist_loss + 0.75 * Lm +
-        (0.75 + 0.75) * Am), 12);
+      expect(c.loss).toBeCloseTo(
+        0.5 * (1.75 * Ls + (1.75 + 1.75) * As + 0.4 * c.terms.vcdist_loss + 0.75 * Lm + (0.75 + 0.75) * Am),
+        12,
+      );
       // VCDist: paper averages over all directions, code over the active ones
       expect(c.terms.vcdist_loss * nActive).toBeCloseTo(p.terms.vcdist_loss * N, 12);
       // the logged invariant of the official code
-      expect(c.terms.loss_combined).toBeCloseTo(0.5 * (c.terms.loss_single_weighted + c.terms.loss_multi_weighted +
-        c.terms.loss_anchor_weighted + c.terms.loss_vcdist_weighted), 12);
+      expect(c.terms.loss_combined).toBeCloseTo(
+        0.5 *
+          (c.terms.loss_single_weighted +
+            c.terms.loss_multi_weighted +
+            c.terms.loss_anchor_weighted +
+            c.terms.loss_vcdist_weighted),
+        12,
+      );
       // the gates are the same in both
       expect(c.directions.map((d) => d.vcdist_active)).toEqual(p.directions.map((d) => d.vcdist_active));
     }
@@ -149,7 +171,9 @@ describe('closed forms', () => {
     const p = computeLoss('icvco:paper', batch, { gamma: 0 });
     const c = computeLoss('icvco:reference-code', batch, { gamma: 0, lambda_sA: 0, lambda_mA: 0 });
     expect(c.loss).toBeCloseTo(p.loss / 2, 13);
-    c.grads.forEach((g, b) => { for (const k of Object.keys(g) as SeqKey[]) expect(g[k]).toBeCloseTo(p.grads[b][k]! / 2, 14); });
+    c.grads.forEach((g, b) => {
+      for (const k of Object.keys(g) as SeqKey[]) expect(g[k]).toBeCloseTo(p.grads[b][k]! / 2, 14);
+    });
   });
 
   it('some directions are active in the random batches, and VCDist only pushes the student up', () => {
@@ -162,13 +186,16 @@ describe('closed forms', () => {
     for (const d of r.directions) {
       const chosen = d.target === 'm' ? 'y' : "y'";
       const g = r.grads[d.sample][`${d.target}|${chosen}` as SeqKey]!;
-      if (d.vcdist_active === 1) expect(g).toBeLessThan(0); else expect(Math.abs(g)).toBeLessThan(1e-300 + Math.abs(g));
+      if (d.vcdist_active === 1) expect(g).toBeLessThan(0);
+      else expect(Math.abs(g)).toBeLessThan(1e-300 + Math.abs(g));
       // stop-gradient: no gradient reaches the teacher's scores
       expect(r.grads[d.sample][`M>${d.target}|${chosen}` as SeqKey]).toBe(0);
     }
     const free = computeLoss('icvco:paper', batch, { ...only, stopGradient: false });
     expect(free.loss).toBeCloseTo(r.loss, 14); // same value...
-    const moved = free.directions.some((d) => free.grads[d.sample][`M>${d.target}|${d.target === 'm' ? 'y' : "y'"}` as SeqKey] !== 0);
+    const moved = free.directions.some(
+      (d) => free.grads[d.sample][`M>${d.target}|${d.target === 'm' ? 'y' : "y'"}` as SeqKey] !== 0,
+    );
     expect(moved).toBe(true); // ...but the teacher now gets gradient
   });
 
@@ -184,19 +211,40 @@ describe('closed forms', () => {
   });
 
   it('token mask off asks the engine for whole-response single-image scores', () => {
-    expect(requiredSequences('icvco', {}).filter((r) => r.mask === 'span').map((r) => r.key).sort())
-      .toEqual(['m|y', "m|y'", "m'|y", "m'|y'"].sort());
+    expect(
+      requiredSequences('icvco', {})
+        .filter((r) => r.mask === 'span')
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['m|y', "m|y'", "m'|y", "m'|y'"].sort());
     expect(requiredSequences('icvco', { tokenMask: false }).every((r) => r.mask === 'full')).toBe(true);
-    expect(requiredSequences('icvco', { singleBranch: false }).map((r) => r.key).every((k) => k.startsWith('M>'))).toBe(true);
+    expect(
+      requiredSequences('icvco', { singleBranch: false })
+        .map((r) => r.key)
+        .every((k) => k.startsWith('M>')),
+    ).toBe(true);
   });
 
   it('TRL metric names, accuracies strict, positions split by the swap flag', () => {
     const batch = randomBatch(51, 4);
     const r = computeLoss('icvco', batch);
-    for (const m of ['single_rewards/chosen', 'single_rewards/rejected', 'single_rewards/margins', 'single_rewards/accuracies',
-      'multi_pos1_rewards/accuracies', 'multi_pos2_rewards/margins', 'vcdist_teacher_prob', 'vcdist_student_prob',
-      'vcdist_teacher_acc', 'vcdist_gate_pass_rate', 'vcdist_trigger_rate', 'vcdist_correctness_blocked_rate',
-      'vcdist_confidence_blocked_rate', 'vcdist_valid_kl', 'vcdist_active_kl']) {
+    for (const m of [
+      'single_rewards/chosen',
+      'single_rewards/rejected',
+      'single_rewards/margins',
+      'single_rewards/accuracies',
+      'multi_pos1_rewards/accuracies',
+      'multi_pos2_rewards/margins',
+      'vcdist_teacher_prob',
+      'vcdist_student_prob',
+      'vcdist_teacher_acc',
+      'vcdist_gate_pass_rate',
+      'vcdist_trigger_rate',
+      'vcdist_correctness_blocked_rate',
+      'vcdist_confidence_blocked_rate',
+      'vcdist_valid_kl',
+      'vcdist_active_kl',
+    ]) {
       expect(r.metrics[m], m).toBeTypeOf('number');
     }
     const m = r.metrics;
@@ -207,7 +255,10 @@ describe('closed forms', () => {
     const swapped = r.directions.filter((d) => d.sample === 1);
     expect(swapped.find((d) => d.target === "m'")!.pos).toBe(1);
     expect(r.directions.filter((d) => d.pos === 1).length).toBe(4);
-    const tie = computeLoss('dpo', batch.map((s) => ({ ...s, policy: { ...s.reference } })));
+    const tie = computeLoss(
+      'dpo',
+      batch.map((s) => ({ ...s, policy: { ...s.reference } })),
+    );
     expect(tie.metrics['rewards/accuracies']).toBe(0);
   });
 
@@ -231,7 +282,8 @@ describe('robustness', () => {
     for (let trial = 0; trial < 30; trial++) {
       const mag = 10 ** (300 * r());
       const batch = Array.from({ length: 3 }, () => {
-        const policy: Record<string, number> = {}, reference: Record<string, number> = {};
+        const policy: Record<string, number> = {},
+          reference: Record<string, number> = {};
         for (const k of SEQ_KEYS) {
           policy[k] = (r() - 0.5) * 2 * mag * (r() < 0.3 ? 1 : r());
           reference[k] = r() < 0.2 ? policy[k] : (r() - 0.5) * 2 * mag;
@@ -240,9 +292,13 @@ describe('robustness', () => {
       });
       for (const c of specs) {
         const res = computeLoss(c.spec, batch, c.overrides);
-        const all = [res.loss, ...Object.values(res.terms), ...Object.values(res.metrics),
+        const all = [
+          res.loss,
+          ...Object.values(res.terms),
+          ...Object.values(res.metrics),
           ...res.grads.flatMap((g) => Object.values(g) as number[]),
-          ...res.directions.flatMap((d) => Object.values(d).filter((x): x is number => typeof x === 'number'))];
+          ...res.directions.flatMap((d) => Object.values(d).filter((x): x is number => typeof x === 'number')),
+        ];
         const nan = all.findIndex((x) => Number.isNaN(x));
         expect(nan, `${c.name} trial ${trial} magnitude ${mag.toExponential(1)}`).toBe(-1);
       }

@@ -2,11 +2,23 @@ import { describe, expect, it } from 'vitest';
 import { partition } from '../../src/loss/index.js';
 import { rng } from '../helpers.js';
 
-const { crossContextPair, exampleWorld, imageSwapLosses, implicitRewards, logNormalise, logPartition, optimalLogProbs,
-  sameContextPair } = partition;
+const {
+  crossContextPair,
+  exampleWorld,
+  imageSwapLosses,
+  implicitRewards,
+  logNormalise,
+  logPartition,
+  optimalLogProbs,
+  sameContextPair,
+} = partition;
 
 function randomContext(r: () => number, n: number, label: string): partition.ToyContext {
-  return { label, refLogits: Array.from({ length: n }, () => 3 * (r() - 0.5)), rewards: Array.from({ length: n }, () => 2 * (r() - 0.5)) };
+  return {
+    label,
+    refLogits: Array.from({ length: n }, () => 3 * (r() - 0.5)),
+    rewards: Array.from({ length: n }, () => 2 * (r() - 0.5)),
+  };
 }
 
 describe('partition-function toy math', () => {
@@ -45,11 +57,12 @@ describe('partition-function toy math', () => {
     }
   });
 
-  it('an image-swap preference carries exactly β log Z(m)/Z(m\') (Eq. 7-8)', () => {
+  it("an image-swap preference carries exactly β log Z(m)/Z(m') (Eq. 7-8)", () => {
     const r = rng(4);
     let nonzero = 0;
     for (let t = 0; t < 20; t++) {
-      const a = randomContext(r, 4, 'm'), b = randomContext(r, 4, "m'");
+      const a = randomContext(r, 4, 'm'),
+        b = randomContext(r, 4, "m'");
       const beta = 0.1;
       const p = crossContextPair(a, b, beta, 0);
       expect(p.trueMargin - p.implicitMargin).toBeCloseTo(p.residual, 12);
@@ -82,7 +95,8 @@ describe('partition-function toy math', () => {
 
   it('at π = π*, the consistent loss is Bradley-Terry on the true rewards and the biased one is not', () => {
     const w = exampleWorld();
-    const pa = optimalLogProbs(w.m, w.beta), pb = optimalLogProbs(w.mPrime, w.beta);
+    const pa = optimalLogProbs(w.m, w.beta),
+      pb = optimalLogProbs(w.mPrime, w.beta);
     const l = imageSwapLosses(pa, pb, w.m, w.mPrime, w.beta, 0);
     const trueMargin = w.m.rewards[0] - w.mPrime.rewards[0];
     expect(l.consistent).toBeCloseTo(Math.log1p(Math.exp(-trueMargin)), 12);

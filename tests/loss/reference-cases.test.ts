@@ -21,8 +21,11 @@ describe('vco-lab reference --loss-only on the public HF reference cases', () =>
   }
 
   it('the installed command prints one JSON object and exits 0', () => {
-    const stdout = execFileSync(process.execPath, [join(REPO, 'bin/vco-lab.mjs'), 'reference', PUBLIC_CASES[0].dir,
-      '--loss-only', '--json'], { encoding: 'utf8' });
+    const stdout = execFileSync(
+      process.execPath,
+      [join(REPO, 'bin/vco-lab.mjs'), 'reference', PUBLIC_CASES[0].dir, '--loss-only', '--json'],
+      { encoding: 'utf8' },
+    );
     const r = JSON.parse(stdout);
     expect(r.pass).toBe(true);
     expect(Object.keys(r.presets).sort()).toEqual(['paper', 'reference-code']);
@@ -48,22 +51,29 @@ describe('the reference check on reshuffled cases (same format, other layout)', 
     const B = c.samples.length;
     const perm = [...Array(B).keys()].reverse(); // new index of old sample k is perm[k]
     const samples = new Array(B);
-    c.samples.forEach((s: unknown, k: number) => { samples[perm[k]] = s; });
+    c.samples.forEach((s: unknown, k: number) => {
+      samples[perm[k]] = s;
+    });
     c.samples = samples;
     for (const s of c.sequences) s.sample = perm[s.sample];
     c.sequences.reverse();
     // expected per-direction arrays are [d1 samples..., d2 samples...]: permute within each half
     const permuteDirs = (xs: number[]) => {
       const out = new Array(xs.length);
-      xs.forEach((x, i) => { const d = Math.floor(i / B), k = i % B; out[d * B + perm[k]] = x; });
+      xs.forEach((x, i) => {
+        const d = Math.floor(i / B),
+          k = i % B;
+        out[d * B + perm[k]] = x;
+      });
       return out;
     };
     for (const p of ['paper', 'reference-code']) {
       const l = c.loss[p];
       for (const q of ['h_single', 'h_multi', 'p_single', 'p_multi', 'vcdist_active']) l[q] = permuteDirs(l[q]);
-      for (const br of ['single', 'multi']) for (const role of ['c', 'r']) {
-        l.dloss_dsequence_logp[br][role] = permuteDirs(l.dloss_dsequence_logp[br][role]);
-      }
+      for (const br of ['single', 'multi'])
+        for (const role of ['c', 'r']) {
+          l.dloss_dsequence_logp[br][role] = permuteDirs(l.dloss_dsequence_logp[br][role]);
+        }
     }
     writeFileSync(file, JSON.stringify(c));
     const r = checkLossOnly(loadCase(dir));
@@ -84,9 +94,17 @@ describe('the reference check fails when it should', () => {
   }
 
   it('a perturbed expected loss exits 1 with pass: false', async () => {
-    const dir = mutatedCase((c) => { c.loss.paper.value *= 1 + 1e-6; });
+    const dir = mutatedCase((c) => {
+      c.loss.paper.value *= 1 + 1e-6;
+    });
     let out = '';
-    const code = await main(['reference', dir, '--loss-only', '--json'], (s) => { out += s; }, () => {});
+    const code = await main(
+      ['reference', dir, '--loss-only', '--json'],
+      (s) => {
+        out += s;
+      },
+      () => {},
+    );
     expect(code).toBe(1);
     const r = JSON.parse(out);
     expect(r.pass).toBe(false);
@@ -104,21 +122,30 @@ describe('the reference check fails when it should', () => {
   });
 
   it('hyper-parameters are read from the case, not assumed: a changed gamma fails the stored values', () => {
-    const dir = mutatedCase((c) => { c.hyperparameters.paper.gamma = 0.9; });
+    const dir = mutatedCase((c) => {
+      c.hyperparameters.paper.gamma = 0.9;
+    });
     const r = checkLossOnly(loadCase(dir));
     expect(r.presets.paper.pass).toBe(false);
     expect(r.presets['reference-code'].pass).toBe(true);
   });
 
   it('malformed cases name the file and the field', () => {
-    const noLoss = mutatedCase((c) => { delete c.loss['reference-code']; });
+    const noLoss = mutatedCase((c) => {
+      delete c.loss['reference-code'];
+    });
     expect(() => loadCase(noLoss)).toThrow(/case\.json: field "loss\.reference-code" is missing/);
-    const badMask = mutatedCase((c) => { c.sequences[3].score_mask.pop(); });
+    const badMask = mutatedCase((c) => {
+      c.sequences[3].score_mask.pop();
+    });
     expect(() => loadCase(badMask)).toThrow(/case\.json: field "sequences\[3\]\.score_mask" has/);
-    const unknownHp = mutatedCase((c) => { c.hyperparameters.reference_code.lambda_x = 1; });
+    const unknownHp = mutatedCase((c) => {
+      c.hyperparameters.reference_code.lambda_x = 1;
+    });
     expect(() => checkLossOnly(loadCase(unknownHp))).toThrow(/hyperparameters\.reference_code\.lambda_x/);
-    const r = spawnSync(process.execPath, [join(REPO, 'bin/vco-lab.mjs'), 'reference', '/nonexistent', '--loss-only'],
-      { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/vco-lab.mjs'), 'reference', '/nonexistent', '--loss-only'], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/\/nonexistent\/case\.json not found/);
   });

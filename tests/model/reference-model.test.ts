@@ -37,7 +37,13 @@ describe('vco-lab reference --device webgpu (Dawn)', () => {
   for (const { name, dir } of PUBLIC_CASES) {
     it(`${name}: log-probs within 1e-3 and the same loss and gradients`, async () => {
       let out = '';
-      const code = await main(['reference', dir, '--device', 'webgpu', '--json'], (s) => { out += s; }, () => {});
+      const code = await main(
+        ['reference', dir, '--device', 'webgpu', '--json'],
+        (s) => {
+          out += s;
+        },
+        () => {},
+      );
       const r = JSON.parse(out);
       expect(r.device).toBe('webgpu');
       expect(r.max_errors.logprob_abs).toBeLessThanOrEqual(1e-3);
@@ -59,14 +65,35 @@ describe('config values the graphs implement change the numbers (a config read w
   }
   it('without the llama3 RoPE scaling, or without the o_proj bias, the attention-bias case fails', async () => {
     const [ide] = FIXTURE_CASES;
-    const noScaling = await checkModel(loadCase(withConfig(ide.dir, (c) => { c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 10000 }; })), 'cpu');
+    const noScaling = await checkModel(
+      loadCase(
+        withConfig(ide.dir, (c) => {
+          c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 10000 };
+        }),
+      ),
+      'cpu',
+    );
     expect(noScaling.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
-    const noBias = await checkModel(loadCase(withConfig(ide.dir, (c) => { c.text_config.attention_bias = false; })), 'cpu');
+    const noBias = await checkModel(
+      loadCase(
+        withConfig(ide.dir, (c) => {
+          c.text_config.attention_bias = false;
+        }),
+      ),
+      'cpu',
+    );
     expect(noBias.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
   }, 300_000);
   it('without the linear RoPE scaling the LLaVA case fails; its legacy keys and tied lm_head load', async () => {
     const llava = FIXTURE_CASES[1];
-    const r = await checkModel(loadCase(withConfig(llava.dir, (c) => { c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 1e6 }; })), 'cpu');
+    const r = await checkModel(
+      loadCase(
+        withConfig(llava.dir, (c) => {
+          c.text_config.rope_parameters = { rope_type: 'default', rope_theta: 1e6 };
+        }),
+      ),
+      'cpu',
+    );
     expect(r.logprobs.policy_max_abs_err).toBeGreaterThan(1e-3);
   }, 300_000);
 });
@@ -109,7 +136,8 @@ describe('the model check fails when it should', () => {
       writeFileSync(join(d, 'model', 'config.json'), JSON.stringify(c));
     });
     await expect(checkModel(loadCase(dir), 'cpu')).rejects.toThrow(
-      /model\.safetensors: tensor "model\.text_model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[96,48\], expected \[100,48\]/);
+      /model\.safetensors: tensor "model\.text_model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[96,48\], expected \[100,48\]/,
+    );
   });
 });
 

@@ -37,7 +37,10 @@ describe('tokenizer: ids from @huggingface/tokenizers, offsets as the Rust libra
     for (const name of ['idefics3-public', 'llava-public']) {
       const c = caseJson(name);
       for (const [k, s] of c.samples.entries()) {
-        const seq = c.sequences.find((r: { sample: number; branch: string; direction: number }) => r.sample === k && r.branch === 'single' && r.direction === 1);
+        const seq = c.sequences.find(
+          (r: { sample: number; branch: string; direction: number }) =>
+            r.sample === k && r.branch === 'single' && r.direction === 1,
+        );
         const q = tok.encode(s.question).ids;
         const prompt: number[] = seq.input_ids.slice(0, seq.response_start);
         // the single prompt is [User:] + image block + question + [<end_of_utterance>, \n, Assistant:]
@@ -47,13 +50,17 @@ describe('tokenizer: ids from @huggingface/tokenizers, offsets as the Rust libra
     }
   });
 
-  it('word-level offsets (unknown words included) equal the Rust library\'s', async () => {
+  it("word-level offsets (unknown words included) equal the Rust library's", async () => {
     const tj = refTokenizerJson();
     const tok = loadTokenizer({ 'tokenizer.json': tj }, { eosToken: '<end_of_utterance>' });
     // ASCII only: the JS library's Whitespace pre-tokenizer matches \w in ASCII, the Rust one in Unicode, so
     // "héllo" is one word there and three here (a difference in ids, not offsets; the checkpoints this
     // project targets use ByteLevel pre-tokenizers, where ids agree on any text)
-    for (const text of [...TEXTS.filter((t) => [...t].every((ch) => ch.charCodeAt(0) < 0x80)), 'how many stars are there ?', 'unknown words everywhere zzz']) {
+    for (const text of [
+      ...TEXTS.filter((t) => [...t].every((ch) => ch.charCodeAt(0) < 0x80)),
+      'how many stars are there ?',
+      'unknown words everywhere zzz',
+    ]) {
       const want = await oracle(tj, text);
       expect(tok.encode(text), text).toEqual(want);
     }
@@ -79,7 +86,8 @@ describe('tokenizer: ids from @huggingface/tokenizers, offsets as the Rust libra
     const tj = bpeTokenizer('qwen2');
     const bos = (tj.added_tokens as { id: number; content: string }[]).find((t) => t.content === '<|im_start|>')!;
     tj.post_processor = {
-      type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<|im_start|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<|im_start|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
       pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
       special_tokens: { '<|im_start|>': { id: '<|im_start|>', ids: [bos.id], tokens: ['<|im_start|>'] } },
     };
@@ -95,11 +103,22 @@ describe('tokenizer: ids from @huggingface/tokenizers, offsets as the Rust libra
   it('eos comes from tokenizer_config.json (string or AddedToken dict), else an explicit one, else an error', () => {
     const tj = bpeTokenizer('qwen2');
     const id = (c: string) => (tj.added_tokens as { id: number; content: string }[]).find((t) => t.content === c)!.id;
-    expect(loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<end_of_utterance>' } }).eosId).toBe(id('<end_of_utterance>'));
-    expect(loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: { content: '<|im_end|>', __type: 'AddedToken' } } }).eosId).toBe(id('<|im_end|>'));
-    expect(loadTokenizer({ 'tokenizer.json': tj, 'special_tokens_map.json': { eos_token: '<|endoftext|>' } }).eosId).toBe(id('<|endoftext|>'));
+    expect(loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<end_of_utterance>' } }).eosId).toBe(
+      id('<end_of_utterance>'),
+    );
+    expect(
+      loadTokenizer({
+        'tokenizer.json': tj,
+        'tokenizer_config.json': { eos_token: { content: '<|im_end|>', __type: 'AddedToken' } },
+      }).eosId,
+    ).toBe(id('<|im_end|>'));
+    expect(loadTokenizer({ 'tokenizer.json': tj, 'special_tokens_map.json': { eos_token: '<|endoftext|>' } }).eosId).toBe(
+      id('<|endoftext|>'),
+    );
     expect(() => loadTokenizer({ 'tokenizer.json': tj })).toThrow(/no eos_token/);
-    expect(() => loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<nope>' } })).toThrow(/"<nope>" is not in the tokenizer's vocabulary/);
+    expect(() => loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<nope>' } })).toThrow(
+      /"<nope>" is not in the tokenizer's vocabulary/,
+    );
     expect(() => loadTokenizer({})).toThrow(/tokenizer.json is missing/);
     expect(() => loadTokenizer({ 'tokenizer.json': '{not json' })).toThrow(/tokenizer.json is not valid JSON/);
   });
@@ -110,40 +129,84 @@ describe('chat templates (@huggingface/jinja)', () => {
   const q = 'What color is the circle?';
 
   it('llava-interleave (chat_template.json) renders the official strings exactly (spec §2.2)', () => {
-    const tok = loadTokenizer(new Map<string, string | Uint8Array>([
-      ['tokenizer.json', JSON.stringify(tj)],
-      ['tokenizer_config.json', JSON.stringify({ eos_token: '<|im_end|>' })],
-      ['chat_template.json', new TextEncoder().encode(JSON.stringify({ chat_template: LLAVA_INTERLEAVE_TEMPLATE }))],
-    ]));
-    const single = tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], { addGenerationPrompt: true });
+    const tok = loadTokenizer(
+      new Map<string, string | Uint8Array>([
+        ['tokenizer.json', JSON.stringify(tj)],
+        ['tokenizer_config.json', JSON.stringify({ eos_token: '<|im_end|>' })],
+        ['chat_template.json', new TextEncoder().encode(JSON.stringify({ chat_template: LLAVA_INTERLEAVE_TEMPLATE }))],
+      ]),
+    );
+    const single = tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], {
+      addGenerationPrompt: true,
+    });
     expect(single).toBe(`<|im_start|>user <image>\n${q}<|im_end|><|im_start|>assistant\n`);
     for (const which of ['first', 'second']) {
       const text = `${q} Answer based on the ${which} image.`;
-      const multi = tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text }] }], { addGenerationPrompt: true });
-      expect(multi).toBe(`<|im_start|>user <image><image>\n${q} Answer based on the ${which} image.<|im_end|><|im_start|>assistant\n`);
+      const multi = tok.applyChatTemplate(
+        [{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text }] }],
+        { addGenerationPrompt: true },
+      );
+      expect(multi).toBe(
+        `<|im_start|>user <image><image>\n${q} Answer based on the ${which} image.<|im_end|><|im_start|>assistant\n`,
+      );
     }
     // without the generation prompt, and with an assistant turn ({% generation %} blocks render their content)
-    expect(tok.applyChatTemplate([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }, { role: 'assistant', content: [{ type: 'text', text: 'yo' }] }]))
-      .toBe('<|im_start|>user \nhi<|im_end|><|im_start|>assistant \nyo<|im_end|>');
+    expect(
+      tok.applyChatTemplate([
+        { role: 'user', content: [{ type: 'text', text: 'hi' }] },
+        { role: 'assistant', content: [{ type: 'text', text: 'yo' }] },
+      ]),
+    ).toBe('<|im_start|>user \nhi<|im_end|><|im_start|>assistant \nyo<|im_end|>');
   });
 
   it('SmolVLM (Idefics3Processor) template, from chat_template.jinja; jinja beats json beats tokenizer_config', () => {
     const tok = loadTokenizer({
-      'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<end_of_utterance>', chat_template: 'from tokenizer_config' },
-      'chat_template.json': { chat_template: 'from json' }, 'chat_template.jinja': SMOLVLM_TEMPLATE,
+      'tokenizer.json': tj,
+      'tokenizer_config.json': { eos_token: '<end_of_utterance>', chat_template: 'from tokenizer_config' },
+      'chat_template.json': { chat_template: 'from json' },
+      'chat_template.jinja': SMOLVLM_TEMPLATE,
     });
-    expect(tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], { addGenerationPrompt: true }))
-      .toBe(`<|im_start|>User:<image>${q}<end_of_utterance>\nAssistant:`);
-    expect(tok.applyChatTemplate([{ role: 'user', content: [{ type: 'text', text: q }] }], { addGenerationPrompt: false }))
-      .toBe(`<|im_start|>User: ${q}<end_of_utterance>\n`);
-    expect(loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<|im_end|>', chat_template: 'A' }, 'chat_template.json': { chat_template: 'B' } }).chatTemplate).toBe('B');
-    expect(loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<|im_end|>', chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] } }).chatTemplate).toBe('D');
-    expect(() => loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<|im_end|>' } }).applyChatTemplate([])).toThrow(/no chat template/);
+    expect(
+      tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], {
+        addGenerationPrompt: true,
+      }),
+    ).toBe(`<|im_start|>User:<image>${q}<end_of_utterance>\nAssistant:`);
+    expect(tok.applyChatTemplate([{ role: 'user', content: [{ type: 'text', text: q }] }], { addGenerationPrompt: false })).toBe(
+      `<|im_start|>User: ${q}<end_of_utterance>\n`,
+    );
+    expect(
+      loadTokenizer({
+        'tokenizer.json': tj,
+        'tokenizer_config.json': { eos_token: '<|im_end|>', chat_template: 'A' },
+        'chat_template.json': { chat_template: 'B' },
+      }).chatTemplate,
+    ).toBe('B');
+    expect(
+      loadTokenizer({
+        'tokenizer.json': tj,
+        'tokenizer_config.json': {
+          eos_token: '<|im_end|>',
+          chat_template: [
+            { name: 'tool_use', template: 'T' },
+            { name: 'default', template: 'D' },
+          ],
+        },
+      }).chatTemplate,
+    ).toBe('D');
+    expect(() =>
+      loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<|im_end|>' } }).applyChatTemplate([]),
+    ).toThrow(/no chat template/);
   });
 
   it('the rendered prompt tokenizes its special tokens as single ids', () => {
-    const tok = loadTokenizer({ 'tokenizer.json': tj, 'tokenizer_config.json': { eos_token: '<|im_end|>' }, 'chat_template.json': { chat_template: LLAVA_INTERLEAVE_TEMPLATE } });
-    const text = tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], { addGenerationPrompt: true });
+    const tok = loadTokenizer({
+      'tokenizer.json': tj,
+      'tokenizer_config.json': { eos_token: '<|im_end|>' },
+      'chat_template.json': { chat_template: LLAVA_INTERLEAVE_TEMPLATE },
+    });
+    const text = tok.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] }], {
+      addGenerationPrompt: true,
+    });
     const ids = tok.encode(text).ids;
     const sp = (c: string) => tok.tokenToId(c)!;
     expect(ids[0]).toBe(sp('<|im_start|>'));
@@ -153,8 +216,17 @@ describe('chat templates (@huggingface/jinja)', () => {
   });
 
   it('a word-level tokenizer with added tokens keeps them whole', () => {
-    const tok = loadTokenizer({ 'tokenizer.json': wordLevelTokenizer({ '<unk>': 0, a: 1, b: 2 }, ['<image>', '\n']) }, { eosToken: '<image>' });
+    const tok = loadTokenizer(
+      { 'tokenizer.json': wordLevelTokenizer({ '<unk>': 0, a: 1, b: 2 }, ['<image>', '\n']) },
+      { eosToken: '<image>' },
+    );
     expect(tok.encode('a<image>b\nq').ids).toEqual([1, 3, 2, 4, 0]);
-    expect(tok.encode('a<image>b\nq').offsets).toEqual([[0, 1], [1, 8], [8, 9], [9, 10], [10, 11]]);
+    expect(tok.encode('a<image>b\nq').offsets).toEqual([
+      [0, 1],
+      [1, 8],
+      [8, 9],
+      [9, 10],
+      [10, 11],
+    ]);
   });
 });

@@ -4,7 +4,13 @@ import { main } from '../../src/node/cli.js';
 describe('vco-lab bench ops', () => {
   it('prints raw ORT and runtime-layer MatMul throughput and their ratio, measured in one run', async () => {
     let out = '';
-    const code = await main(['bench', 'ops', '--sizes', '64,128', '--json'], (s) => { out += s; }, () => {});
+    const code = await main(
+      ['bench', 'ops', '--sizes', '64,128', '--json'],
+      (s) => {
+        out += s;
+      },
+      () => {},
+    );
     expect(code).toBe(0);
     const r = JSON.parse(out);
     expect(r.suite).toBe('ops');
@@ -18,9 +24,25 @@ describe('vco-lab bench ops', () => {
 
   it('refuses an unknown suite or bad sizes with a clear message', async () => {
     let err = '';
-    expect(await main(['bench', 'nope'], () => {}, (s) => { err += s; })).toBe(2);
+    expect(
+      await main(
+        ['bench', 'nope'],
+        () => {},
+        (s) => {
+          err += s;
+        },
+      ),
+    ).toBe(2);
     expect(err).toMatch(/unknown suite nope; suites: ops, int4/);
-    expect(await main(['bench', 'ops', '--sizes', '64,x'], () => {}, (s) => { err += s; })).toBe(2);
+    expect(
+      await main(
+        ['bench', 'ops', '--sizes', '64,x'],
+        () => {},
+        (s) => {
+          err += s;
+        },
+      ),
+    ).toBe(2);
     expect(err).toMatch(/--sizes takes positive integers/);
   });
 });

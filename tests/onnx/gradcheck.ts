@@ -23,13 +23,13 @@ export interface GradCase {
 
 export function randn(r: () => number, n: number): number[] {
   return Array.from({ length: n }, () => {
-    const u = Math.max(r(), 1e-12), v = r();
+    const u = Math.max(r(), 1e-12),
+      v = r();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   });
 }
 
-const ctor = (d: DType, xs: number[]): TypedArray =>
-  d === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs);
+const ctor = (d: DType, xs: number[]): TypedArray => (d === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs));
 
 export function toTensor(rt: Runtime, v: Value, data: TypedArray): Tensor {
   return rt.tensor(v.dtype === 'bool' ? 'bool' : (v.dtype as Tensor.Type), data as Tensor.DataType, v.shape);
@@ -42,8 +42,11 @@ export interface GradResult {
   analytic: Record<string, Float64Array>;
 }
 
-export async function gradCheck(rt: Runtime, build: (g: GraphBuilder) => GradCase,
-  o: { h?: number; seed?: number; /** check this many random elements per tensor instead of all */ sample?: number } = {}): Promise<GradResult> {
+export async function gradCheck(
+  rt: Runtime,
+  build: (g: GraphBuilder) => GradCase,
+  o: { h?: number; seed?: number; /** check this many random elements per tensor instead of all */ sample?: number } = {},
+): Promise<GradResult> {
   const given = new GraphBuilder('gradcheck');
   const spec = build(given);
   const g = spec.graph ?? given;
@@ -51,15 +54,20 @@ export async function gradCheck(rt: Runtime, build: (g: GraphBuilder) => GradCas
   const r = rng(o.seed ?? 7);
   const feeds: Record<string, TypedArray> = {};
   for (const v of g.inputs) {
-    if (spec.fixed?.[v.name]) { feeds[v.name] = spec.fixed[v.name]; continue; }
-    const xs = spec.positive?.includes(v.name) ? Array.from({ length: numel(v.shape) }, () => 0.5 + 1.5 * r()) : randn(r, numel(v.shape));
+    if (spec.fixed?.[v.name]) {
+      feeds[v.name] = spec.fixed[v.name];
+      continue;
+    }
+    const xs = spec.positive?.includes(v.name)
+      ? Array.from({ length: numel(v.shape) }, () => 0.5 + 1.5 * r())
+      : randn(r, numel(v.shape));
     feeds[v.name] = ctor(v.dtype, xs);
   }
   const dtype = spec.out.dtype;
   const h = o.h ?? (dtype === 'float64' ? 1e-6 : 1e-2);
   const w = ctor(dtype, randn(r, numel(spec.out.shape)));
 
-  const sessionOpts = { optimization: dtype === 'float64' ? 'basic' as const : 'all' as const };
+  const sessionOpts = { optimization: dtype === 'float64' ? ('basic' as const) : ('all' as const) };
   const fwd = await rt.session(g, sessionOpts);
   const bw = buildBackward(g, { objective: { weighted: [spec.out] }, wrt: spec.wrt });
   const bsess = await rt.session(bw.graph, sessionOpts);
@@ -75,13 +83,15 @@ export async function gradCheck(rt: Runtime, build: (g: GraphBuilder) => GradCas
     return s;
   };
 
-  let maxAbsErr = 0, maxGrad = 0, checked = 0;
+  let maxAbsErr = 0,
+    maxGrad = 0,
+    checked = 0;
   const analytic: Record<string, Float64Array> = {};
   for (const v of spec.wrt) {
     const an = Float64Array.from(res[bw.grads[v.name]].data as ArrayLike<number>);
     analytic[v.name] = an;
-    const idx = o.sample && o.sample < an.length
-      ? Array.from({ length: o.sample }, () => Math.floor(r() * an.length)) : [...an.keys()];
+    const idx =
+      o.sample && o.sample < an.length ? Array.from({ length: o.sample }, () => Math.floor(r() * an.length)) : [...an.keys()];
     for (const i of idx) {
       const plus = { ...feeds, [v.name]: feeds[v.name].slice() as TypedArray };
       const minus = { ...feeds, [v.name]: feeds[v.name].slice() as TypedArray };

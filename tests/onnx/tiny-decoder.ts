@@ -8,31 +8,67 @@ import { type Backward, buildBackward } from '../../src/onnx/autodiff.js';
 import type { DType, TypedArray, Value } from '../../src/onnx/ir.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { numel } from '../../src/onnx/ir.js';
-import { type DecoderLayerWeights, type Int4Linear, type LinearWeights, causalMask, decoderLayer, linear, rmsNorm,
-  ropeTables, tokenLogprobs } from '../../src/onnx/nn.js';
+import {
+  type DecoderLayerWeights,
+  type Int4Linear,
+  type LinearWeights,
+  causalMask,
+  decoderLayer,
+  linear,
+  rmsNorm,
+  ropeTables,
+  tokenLogprobs,
+} from '../../src/onnx/nn.js';
 import { GraphBuilder } from '../../src/onnx/ops.js';
 import { quantizeInt4 } from '../../src/onnx/quant.js';
 import { rng } from '../helpers.js';
 import { randn, toTensor } from './gradcheck.js';
 
 export interface TinyConfig {
-  hidden: number; heads: number; kvHeads: number; inter: number; vocab: number; T: number; layers: number;
-  r: number; alpha: number; int4: boolean; dtype: DType;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  inter: number;
+  vocab: number;
+  T: number;
+  layers: number;
+  r: number;
+  alpha: number;
+  int4: boolean;
+  dtype: DType;
 }
 
-export const TINY: TinyConfig = { hidden: 32, heads: 4, kvHeads: 2, inter: 64, vocab: 24, T: 6, layers: 2, r: 2, alpha: 4,
-  int4: false, dtype: 'float64' };
+export const TINY: TinyConfig = {
+  hidden: 32,
+  heads: 4,
+  kvHeads: 2,
+  inter: 64,
+  vocab: 24,
+  T: 6,
+  layers: 2,
+  r: 2,
+  alpha: 4,
+  int4: false,
+  dtype: 'float64',
+};
 
 type LinearName = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
 export function linearShape(c: TinyConfig, name: LinearName): [number, number] {
   const hd = c.hidden / c.heads;
   switch (name) {
-    case 'q': return [c.heads * hd, c.hidden];
-    case 'k': case 'v': return [c.kvHeads * hd, c.hidden];
-    case 'o': return [c.hidden, c.heads * hd];
-    case 'gate': case 'up': return [c.inter, c.hidden];
-    case 'down': return [c.hidden, c.inter];
+    case 'q':
+      return [c.heads * hd, c.hidden];
+    case 'k':
+    case 'v':
+      return [c.kvHeads * hd, c.hidden];
+    case 'o':
+      return [c.hidden, c.heads * hd];
+    case 'gate':
+    case 'up':
+      return [c.inter, c.hidden];
+    case 'down':
+      return [c.hidden, c.inter];
   }
 }
 
@@ -55,13 +91,29 @@ export function buildTinyDecoder(c: TinyConfig, seed = 1): TinyDecoder {
   };
   const rand = (name: string, shape: number[], scale: number, offset = 0) =>
     input(name, shape, arr(randn(r, numel(shape)).map((x) => offset + scale * x)));
-  const base: Value[] = [], lora: Value[] = [];
+  const base: Value[] = [],
+    lora: Value[] = [];
   const hd = c.hidden / c.heads;
 
-  const ids = input('input_ids', [1, c.T], BigInt64Array.from({ length: c.T }, () => BigInt(Math.floor(r() * c.vocab))), 'int64');
-  const targets = input('targets', [1, c.T], BigInt64Array.from({ length: c.T }, () => BigInt(Math.floor(r() * c.vocab))), 'int64');
-  const { cos, sin } = ropeTables(Array.from({ length: c.T }, (_, i) => i), hd, 10000);
-  const cosV = input('rope_cos', [c.T, hd], arr(Array.from(cos))), sinV = input('rope_sin', [c.T, hd], arr(Array.from(sin)));
+  const ids = input(
+    'input_ids',
+    [1, c.T],
+    BigInt64Array.from({ length: c.T }, () => BigInt(Math.floor(r() * c.vocab))),
+    'int64',
+  );
+  const targets = input(
+    'targets',
+    [1, c.T],
+    BigInt64Array.from({ length: c.T }, () => BigInt(Math.floor(r() * c.vocab))),
+    'int64',
+  );
+  const { cos, sin } = ropeTables(
+    Array.from({ length: c.T }, (_, i) => i),
+    hd,
+    10000,
+  );
+  const cosV = input('rope_cos', [c.T, hd], arr(Array.from(cos))),
+    sinV = input('rope_sin', [c.T, hd], arr(Array.from(sin)));
   const mask = input('attn_mask', [c.T, c.T], arr(Array.from(causalMask(c.T))));
   const embed = rand('embed_tokens', [c.vocab, c.hidden], 0.5);
   base.push(embed);
@@ -76,10 +128,14 @@ export function buildTinyDecoder(c: TinyConfig, seed = 1): TinyDecoder {
       if (c.int4) {
         const q = quantizeInt4(w, out, inn, { blockSize: 32 });
         const nb = inn / 32;
-        weight = { N: out, K: inn, blockSize: 32,
+        weight = {
+          N: out,
+          K: inn,
+          blockSize: 32,
           bq: input(`${p}.${name}.qweight`, [out, nb, 16], q.packed, 'uint8'),
           scales: input(`${p}.${name}.scales`, [out * nb], Float32Array.from(q.scales), 'float32'),
-          zeroPoints: input(`${p}.${name}.qzeros`, [out, Math.ceil(nb / 2)], q.zeroPoints!, 'uint8') };
+          zeroPoints: input(`${p}.${name}.qzeros`, [out, Math.ceil(nb / 2)], q.zeroPoints!, 'uint8'),
+        };
       } else {
         weight = input(`${p}.${name}.weight`, [out, inn], arr(w));
         base.push(weight);
@@ -92,7 +148,13 @@ export function buildTinyDecoder(c: TinyConfig, seed = 1): TinyDecoder {
     const w: DecoderLayerWeights = {
       inputNorm: rand(`${p}.input_layernorm`, [c.hidden], 0.1, 1),
       postNorm: rand(`${p}.post_attention_layernorm`, [c.hidden], 0.1, 1),
-      q: lin('q'), k: lin('k'), v: lin('v'), o: lin('o'), gate: lin('gate'), up: lin('up'), down: lin('down'),
+      q: lin('q'),
+      k: lin('k'),
+      v: lin('v'),
+      o: lin('o'),
+      gate: lin('gate'),
+      up: lin('up'),
+      down: lin('down'),
     };
     base.push(w.inputNorm, w.postNorm);
     x = decoderLayer(g, x, w, { heads: c.heads, kvHeads: c.kvHeads, eps: 1e-5, cos: cosV, sin: sinV, mask });

@@ -14,7 +14,12 @@ describe('yes/no metrics', () => {
     expect(m.yes_ratio).toBeCloseTo(4 / 8, 12);
     expect(m.n).toBe(8);
     // an answerer that never says yes has F1 0 and yes-ratio 0
-    expect(categoryMetrics([...truth], truth.map(() => false))).toMatchObject({ f1: 0, yes_ratio: 0, accuracy: 5 / 8 });
+    expect(
+      categoryMetrics(
+        [...truth],
+        truth.map(() => false),
+      ),
+    ).toMatchObject({ f1: 0, yes_ratio: 0, accuracy: 5 / 8 });
   });
 
   it('groups by category in first-seen order and reads a positive margin as "yes"', () => {

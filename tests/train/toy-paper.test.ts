@@ -9,7 +9,7 @@ import { toyPaper, toySamples } from '../../src/node/toy-paper.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
 
 describe('toy-paper', () => {
-  it('edited and synthetic negatives share m, y and y\'; only m\' differs', async () => {
+  it("edited and synthetic negatives share m, y and y'; only m' differs", async () => {
     const rt = await createNodeRuntime('cpu');
     const m = await loadModelDir(rt, DEFAULT_MODEL_DIR);
     const o = { pairs: 6, seed: 3, starYellow: 0.5 };
@@ -26,9 +26,24 @@ describe('toy-paper', () => {
 
   it('runs every objective on both kinds of negatives and reports the benchmark after each', async () => {
     const rt = await createNodeRuntime('cpu');
-    const r = await toyPaper(rt, { modelDir: DEFAULT_MODEL_DIR, pairs: 8, steps: 6, batch: 2, lr: 1e-2, rank: 4, perCategory: 10,
-      seed: 5, starYellow: 0.5, objectives: ['dpo', 'icvco:paper'] });
-    expect(r.runs.map((x) => `${x.objective}/${x.negatives}`)).toEqual(['dpo/edited', 'icvco:paper/edited', 'dpo/synthetic', 'icvco:paper/synthetic']);
+    const r = await toyPaper(rt, {
+      modelDir: DEFAULT_MODEL_DIR,
+      pairs: 8,
+      steps: 6,
+      batch: 2,
+      lr: 1e-2,
+      rank: 4,
+      perCategory: 10,
+      seed: 5,
+      starYellow: 0.5,
+      objectives: ['dpo', 'icvco:paper'],
+    });
+    expect(r.runs.map((x) => `${x.objective}/${x.negatives}`)).toEqual([
+      'dpo/edited',
+      'icvco:paper/edited',
+      'dpo/synthetic',
+      'icvco:paper/synthetic',
+    ]);
     for (const x of r.runs) {
       expect(Object.keys(x.benchmark)).toEqual(['existence', 'attribute', 'relation', 'trap']);
       expect(x.reward_accuracy_last).toBeGreaterThanOrEqual(0);

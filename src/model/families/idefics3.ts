@@ -12,8 +12,21 @@
 import type { Value } from '../../onnx/ir.js';
 import { layerNorm, linear } from '../../onnx/nn.js';
 import { ConfigReader, type VisionDefaults, parseTextConfig, parseVisionConfig } from '../config.js';
-import { type ImageProcessor, type PixelImage, type ProcessedImage, type ProcessorOptions, ProcessorError, type Rgb8,
-  IMAGENET_STANDARD, common, cropRgb8, resizeRgb8, sizeField, toChw, toRgb8 } from '../processor.js';
+import {
+  type ImageProcessor,
+  type PixelImage,
+  type ProcessedImage,
+  type ProcessorOptions,
+  ProcessorError,
+  type Rgb8,
+  IMAGENET_STANDARD,
+  common,
+  cropRgb8,
+  resizeRgb8,
+  sizeField,
+  toChw,
+  toRgb8,
+} from '../processor.js';
 import type { ParamInfo, ParamSource, VlmFamily, VlmSpec } from '../types.js';
 
 type Json = Record<string, unknown>;
@@ -34,9 +47,14 @@ export function parseIdefics3Config(raw: Json, file = 'config.json'): Idefics3Sp
   const text = parseTextConfig(r.obj('text_config'), r);
   const scaleFactor = r.int('scale_factor');
   const side = Math.floor(vision.imageSize / vision.patchSize);
-  if (side % scaleFactor) r.fail('scale_factor', `(${scaleFactor}) must divide the patch grid side (${side} = image_size / patch_size)`);
+  if (side % scaleFactor)
+    r.fail('scale_factor', `(${scaleFactor}) must divide the patch grid side (${side} = image_size / patch_size)`);
   return {
-    family: 'idefics3', modelType: 'idefics3', text, vision, scaleFactor,
+    family: 'idefics3',
+    modelType: 'idefics3',
+    text,
+    vision,
+    scaleFactor,
     imageTokenId: r.int('image_token_id'),
     tokensPerImage: (side / scaleFactor) ** 2,
     defaulted: r.list(),
@@ -47,7 +65,8 @@ const MAX_IMAGE_SIZE = 4096;
 
 /** Idefics3's get_resize_output_image_size: the longest edge to `maxLen` (even short side), then below 4096 */
 export function idefics3ResizeSize(height: number, width: number, maxLen: number): [number, number] {
-  let h = height, w = width;
+  let h = height,
+    w = width;
   const ar = w / h;
   if (w >= h) {
     w = maxLen;
@@ -73,7 +92,8 @@ export function idefics3ResizeSize(height: number, width: number, maxLen: number
 
 /** Idefics3's resize_for_vision_encoder: each side up to a multiple of `tile` */
 export function idefics3TileGridSize(height: number, width: number, tile: number): [number, number] {
-  let h = height, w = width;
+  let h = height,
+    w = width;
   const ar = w / h;
   if (w >= h) {
     w = Math.ceil(w / tile) * tile;
@@ -88,7 +108,12 @@ export function idefics3TileGridSize(height: number, width: number, tile: number
 }
 
 /** the prompt text for one image, as Idefics3Processor's get_image_prompt_string writes it */
-export function idefics3ImageText(rows: number, cols: number, seqLen: number, tokens = { fake: '<fake_token_around_image>', image: '<image>', global: '<global-img>' }): string {
+export function idefics3ImageText(
+  rows: number,
+  cols: number,
+  seqLen: number,
+  tokens = { fake: '<fake_token_around_image>', image: '<image>', global: '<global-img>' },
+): string {
   const img = tokens.image.repeat(seqLen);
   if (rows === 0 && cols === 0) return `${tokens.fake}${tokens.global}${img}${tokens.fake}`;
   let s = '';
@@ -99,16 +124,24 @@ export function idefics3ImageText(rows: number, cols: number, seqLen: number, to
   return `${s}\n${tokens.fake}${tokens.global}${img}${tokens.fake}`;
 }
 
-export function idefics3Processor(config: Pick<Idefics3Spec, 'vision' | 'tokensPerImage'>, pre: Json, procCfg: Json = {}, opts: ProcessorOptions = {},
-  file = 'preprocessor_config.json'): ImageProcessor {
+export function idefics3Processor(
+  config: Pick<Idefics3Spec, 'vision' | 'tokensPerImage'>,
+  pre: Json,
+  procCfg: Json = {},
+  opts: ProcessorOptions = {},
+  file = 'preprocessor_config.json',
+): ImageProcessor {
   const c = common(pre, { resample: 1, mean: IMAGENET_STANDARD, std: IMAGENET_STANDARD }, opts, file);
   const size = sizeField(pre, 'size', file) ?? { longest_edge: 4 * 364 };
   const tile = sizeField(pre, 'max_image_size', file)?.longest_edge ?? config.vision.imageSize;
   const split = opts.doImageSplitting ?? pre.do_image_splitting !== false;
   const seqLen = Number(procCfg.image_seq_len ?? config.tokensPerImage);
-  if (!Number.isInteger(seqLen) || seqLen <= 0) throw new ProcessorError(`processor_config.json: image_seq_len (${procCfg.image_seq_len}) is not a positive integer`);
+  if (!Number.isInteger(seqLen) || seqLen <= 0)
+    throw new ProcessorError(`processor_config.json: image_seq_len (${procCfg.image_seq_len}) is not a positive integer`);
   if (tile !== config.vision.imageSize) {
-    throw new ProcessorError(`${file}: max_image_size.longest_edge (${tile}) differs from the vision tower's image_size (${config.vision.imageSize})`);
+    throw new ProcessorError(
+      `${file}: max_image_size.longest_edge (${tile}) differs from the vision tower's image_size (${config.vision.imageSize})`,
+    );
   }
   return {
     kind: 'idefics3',
@@ -120,17 +153,20 @@ export function idefics3Processor(config: Pick<Idefics3Spec, 'vision' | 'tokensP
         im = resizeRgb8(im, w, h, c.resample);
       }
       const tiles: Rgb8[] = [];
-      let rows = 0, cols = 0;
+      let rows = 0,
+        cols = 0;
       if (split) {
         const [h, w] = idefics3TileGridSize(im.height, im.width, tile);
         im = resizeRgb8(im, w, h, c.resample);
         if (im.height > tile || im.width > tile) {
           rows = Math.ceil(im.height / tile);
           cols = Math.ceil(im.width / tile);
-          const th = Math.ceil(im.height / rows), tw = Math.ceil(im.width / cols);
+          const th = Math.ceil(im.height / rows),
+            tw = Math.ceil(im.width / cols);
           for (let r = 0; r < rows; r++) {
             for (let q = 0; q < cols; q++) {
-              const x0 = q * tw, y0 = r * th;
+              const x0 = q * tw,
+                y0 = r * th;
               tiles.push(cropRgb8(im, x0, y0, Math.min(x0 + tw, im.width), Math.min(y0 + th, im.height)));
             }
           }
@@ -141,16 +177,22 @@ export function idefics3Processor(config: Pick<Idefics3Spec, 'vision' | 'tokensP
         tiles.push(resizeRgb8(im, tile, tile, c.resample));
       }
       for (const t of tiles) {
-        if (t.width !== tile || t.height !== tile) throw new ProcessorError(`a tile came out ${t.width}x${t.height}, not ${tile}x${tile}`);
+        if (t.width !== tile || t.height !== tile)
+          throw new ProcessorError(`a tile came out ${t.width}x${t.height}, not ${tile}x${tile}`);
       }
       return {
-        tiles: tiles.map((t) => toChw(t, c)), channels: 3, height: tile, width: tile, rows, cols,
-        text: idefics3ImageText(rows, cols, seqLen), imageTokens: seqLen * tiles.length,
+        tiles: tiles.map((t) => toChw(t, c)),
+        channels: 3,
+        height: tile,
+        width: tile,
+        rows,
+        cols,
+        text: idefics3ImageText(rows, cols, seqLen),
+        imageTokens: seqLen * tiles.length,
       };
     },
   };
 }
-
 
 const VISION = 'model.vision_model';
 const PROJ = 'model.connector.modality_projection.proj';
@@ -164,7 +206,8 @@ export const idefics3: VlmFamily<Idefics3Spec> = {
   prefixes: { vision: VISION, text: 'model.text_model' },
   visionLayersUsed: (s) => s.vision.layers,
   connectorParams(s): ParamInfo[] {
-    const v = s.vision.hidden, K = v * s.scaleFactor ** 2;
+    const v = s.vision.hidden,
+      K = v * s.scaleFactor ** 2;
     return [
       { name: `${VISION}.post_layernorm.weight`, shape: [v] },
       { name: `${VISION}.post_layernorm.bias`, shape: [v] },
@@ -172,7 +215,10 @@ export const idefics3: VlmFamily<Idefics3Spec> = {
     ];
   },
   connector(p: ParamSource, x: Value, s): Value {
-    const { g } = p, [n, P, D] = x.shape, sf = s.scaleFactor, side = Math.round(Math.sqrt(P));
+    const { g } = p,
+      [n, P, D] = x.shape,
+      sf = s.scaleFactor,
+      side = Math.round(Math.sqrt(P));
     x = layerNorm(g, x, p.w(`${VISION}.post_layernorm.weight`), p.w(`${VISION}.post_layernorm.bias`), s.vision.layerNormEps);
     // HF Idefics3Connector.pixel_shuffle
     let y = g.reshape(x, [n, side, side / sf, D * sf]);

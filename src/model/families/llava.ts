@@ -13,8 +13,20 @@
 import type { Value } from '../../onnx/ir.js';
 import { geluErf, geluTanh, linear } from '../../onnx/nn.js';
 import { ConfigReader, GELU_TANH, type VisionDefaults, geluField, parseTextConfig, parseVisionConfig } from '../config.js';
-import { type ImageProcessor, type PixelImage, type ProcessedImage, type ProcessorOptions, ProcessorError,
-  IMAGENET_STANDARD, common, cropRgb8, resizeRgb8, sizeField, toChw, toRgb8 } from '../processor.js';
+import {
+  type ImageProcessor,
+  type PixelImage,
+  type ProcessedImage,
+  type ProcessorOptions,
+  ProcessorError,
+  IMAGENET_STANDARD,
+  common,
+  cropRgb8,
+  resizeRgb8,
+  sizeField,
+  toChw,
+  toRgb8,
+} from '../processor.js';
 import type { ParamInfo, ParamSource, VlmFamily, VlmSpec } from '../types.js';
 
 type Json = Record<string, unknown>;
@@ -41,7 +53,8 @@ export function parseLlavaConfig(raw: Json, file = 'config.json'): LlavaSpec {
   const r = new ConfigReader(raw, file);
   const vision = parseVisionConfig(r.obj('vision_config'), ['siglip_vision_model'], SIGLIP_VISION);
   const text = parseTextConfig(r.obj('text_config'), r);
-  if (!r.has('image_token_index') && !r.has('image_token_id')) r.fail('image_token_index', 'is missing (nor is image_token_id there)');
+  if (!r.has('image_token_index') && !r.has('image_token_id'))
+    r.fail('image_token_index', 'is missing (nor is image_token_id there)');
   const imageTokenId = r.has('image_token_index') ? r.int('image_token_index') : r.int('image_token_id');
   if (Array.isArray(raw.vision_feature_layer)) r.fail('vision_feature_layer', 'is a list; only one layer is supported');
   const featureLayer = r.num('vision_feature_layer');
@@ -50,11 +63,17 @@ export function parseLlavaConfig(raw: Json, file = 'config.json'): LlavaSpec {
     r.fail('vision_feature_layer', `(${featureLayer}) is outside the tower's ${states} hidden states`);
   }
   const selectStrategy = r.str('vision_feature_select_strategy') as LlavaSpec['selectStrategy'];
-  if (selectStrategy !== 'default' && selectStrategy !== 'full') r.fail('vision_feature_select_strategy', `is "${selectStrategy}"; expected "default" or "full"`);
+  if (selectStrategy !== 'default' && selectStrategy !== 'full')
+    r.fail('vision_feature_select_strategy', `is "${selectStrategy}"; expected "default" or "full"`);
   const patches = Math.floor(vision.imageSize / vision.patchSize) ** 2;
   return {
-    family: 'llava', modelType: 'llava', text, vision, imageTokenId,
-    featureLayer, featureHiddenState: featureLayer < 0 ? states + featureLayer : featureLayer,
+    family: 'llava',
+    modelType: 'llava',
+    text,
+    vision,
+    imageTokenId,
+    featureLayer,
+    featureHiddenState: featureLayer < 0 ? states + featureLayer : featureLayer,
     selectStrategy,
     projectorAct: geluField(r, 'projector_hidden_act', 'gelu'),
     projectorBias: r.bool('multimodal_projector_bias', true),
@@ -63,8 +82,13 @@ export function parseLlavaConfig(raw: Json, file = 'config.json'): LlavaSpec {
   };
 }
 
-export function siglipProcessor(config: Pick<LlavaSpec, 'vision' | 'selectStrategy'>, pre: Json, procCfg: Json = {}, opts: ProcessorOptions = {},
-  file = 'preprocessor_config.json'): ImageProcessor {
+export function siglipProcessor(
+  config: Pick<LlavaSpec, 'vision' | 'selectStrategy'>,
+  pre: Json,
+  procCfg: Json = {},
+  opts: ProcessorOptions = {},
+  file = 'preprocessor_config.json',
+): ImageProcessor {
   const c = common(pre, { resample: 3, mean: IMAGENET_STANDARD, std: IMAGENET_STANDARD }, opts, file);
   const size = sizeField(pre, 'size', file) ?? { height: config.vision.imageSize, width: config.vision.imageSize };
   const crop = pre.do_center_crop === true ? sizeField(pre, 'crop_size', file) : undefined;
@@ -80,27 +104,41 @@ export function siglipProcessor(config: Pick<LlavaSpec, 'vision' | 'selectStrate
         if (size.height && size.width) im = resizeRgb8(im, size.width, size.height, c.resample);
         else if (size.shortest_edge) {
           // CLIP: the short side to shortest_edge, the long side int(shortest_edge * long / short)
-          const s = size.shortest_edge, w = im.width, h = im.height;
+          const s = size.shortest_edge,
+            w = im.width,
+            h = im.height;
           const [nw, nh] = w <= h ? [s, Math.trunc((s * h) / w)] : [Math.trunc((s * w) / h), s];
           im = resizeRgb8(im, nw, nh, c.resample);
         } else throw new ProcessorError(`${file}: field "size" needs height and width, or shortest_edge`);
       }
       if (crop) {
-        const ch = crop.height, cw = crop.width;
-        if (ch > im.height || cw > im.width) throw new ProcessorError(`${file}: crop_size ${cw}x${ch} is larger than the resized image ${im.width}x${im.height}`);
-        const top = Math.floor((im.height - ch) / 2), left = Math.floor((im.width - cw) / 2);
+        const ch = crop.height,
+          cw = crop.width;
+        if (ch > im.height || cw > im.width)
+          throw new ProcessorError(`${file}: crop_size ${cw}x${ch} is larger than the resized image ${im.width}x${im.height}`);
+        const top = Math.floor((im.height - ch) / 2),
+          left = Math.floor((im.width - cw) / 2);
         im = cropRgb8(im, left, top, left + cw, top + ch);
       }
       let n = Math.floor(im.height / patch) * Math.floor(im.width / patch) + extra;
       if (strategy === 'default') n -= 1;
-      return { tiles: [toChw(im, c)], channels: 3, height: im.height, width: im.width, rows: 0, cols: 0, text: token.repeat(n), imageTokens: n };
+      return {
+        tiles: [toChw(im, c)],
+        channels: 3,
+        height: im.height,
+        width: im.width,
+        rows: 0,
+        cols: 0,
+        text: token.repeat(n),
+        imageTokens: n,
+      };
     },
   };
 }
 
-
 const LM = 'model.language_model.';
-const P1 = 'model.multi_modal_projector.linear_1', P2 = 'model.multi_modal_projector.linear_2';
+const P1 = 'model.multi_modal_projector.linear_1',
+  P2 = 'model.multi_modal_projector.linear_2';
 
 export const llava: VlmFamily<LlavaSpec> = {
   name: 'llava',
@@ -111,7 +149,8 @@ export const llava: VlmFamily<LlavaSpec> = {
   prefixes: { vision: 'model.vision_tower', text: 'model.language_model' },
   visionLayersUsed: (s) => s.featureHiddenState,
   connectorParams(s): ParamInfo[] {
-    const t = s.text.hidden, v = s.vision.hidden;
+    const t = s.text.hidden,
+      v = s.vision.hidden;
     const lin = (name: string, o: number, i: number): ParamInfo[] => [
       { name: `${name}.weight`, shape: [o, i], linear: { out: o, in: i } },
       ...(s.projectorBias ? [{ name: `${name}.bias`, shape: [o] }] : []),
@@ -127,7 +166,8 @@ export const llava: VlmFamily<LlavaSpec> = {
   },
   legacyKeys(_s, param): string[] {
     if (param.startsWith(LM)) return [`language_model.model.${param.slice(LM.length)}`];
-    if (param.startsWith('model.vision_tower.') || param.startsWith('model.multi_modal_projector.')) return [param.slice('model.'.length)];
+    if (param.startsWith('model.vision_tower.') || param.startsWith('model.multi_modal_projector.'))
+      return [param.slice('model.'.length)];
     if (param === 'lm_head.weight') return ['language_model.lm_head.weight'];
     return [];
   },
