@@ -8,6 +8,8 @@ const isolation = {
 };
 
 export default defineConfig({
+  // relative URLs: the build works from any folder of any static host (a lab's page, GitHub Pages)
+  base: './',
   plugins: [svelte()],
   publicDir: 'static',
   server: { headers: isolation, port: 5173 },

@@ -183,6 +183,11 @@ export class Engine {
     return e;
   }
 
+  /** linears stored as int4 blocks (0: float32 weights) */
+  get int4Modules(): number {
+    return this.int4.size;
+  }
+
   /** the model's sequence-length rounding */
   get lengthMultiple(): number {
     return this.o.lengthMultiple ?? 1;
@@ -549,7 +554,7 @@ export class Engine {
       d = out[bw.grads.hidden_in];
       this.stats.layerRuns++;
     }
-    if (this.visionTrainable && saved.features) {
+    if (this.visionTrainable && saved.features && lay.images.length) {
       const nF = saved.features.dims[0];
       const emb = await this.session(`embed-bw:${B}x${L}:${nF}`, () =>
         withBackward(embedSegment(s, lay.shape, nF), { activation: true }),

@@ -6,6 +6,7 @@
  * tower's q_proj.
  */
 import type { HostTensor, TensorSource } from './checkpoint.js';
+import { SafetensorsSource, parseJsonFile } from './files.js';
 import { CheckpointError } from './safetensors.js';
 
 export interface LoraConfig {
@@ -106,4 +107,27 @@ export function readAdapter(configRaw: Record<string, unknown>, configFile: stri
   }
   const first = tensors.names()[0];
   return { config, modules, file: first ? tensors.fileOf(first) : tensors.location };
+}
+
+/**
+ * An adapter from a PEFT folder's files held in memory (dropped, fetched, or out of a store): adapter_config.json
+ * and adapter_model.safetensors. Errors name `location/<file>`.
+ */
+export function adapterFromFiles(files: ReadonlyMap<string, Uint8Array>, location: string): Adapter {
+  const cfg = files.get('adapter_config.json');
+  const weights = files.get('adapter_model.safetensors');
+  if (!cfg)
+    throw new CheckpointError(
+      `${location}/adapter_config.json is missing: a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors`,
+    );
+  if (!weights)
+    throw new CheckpointError(
+      `${location}/adapter_model.safetensors is missing (a .bin adapter must be re-saved with safe_serialization=True)`,
+    );
+  const configFile = `${location}/adapter_config.json`;
+  return readAdapter(
+    parseJsonFile(cfg, configFile),
+    configFile,
+    new SafetensorsSource(location, [{ file: `${location}/adapter_model.safetensors`, bytes: weights }]),
+  );
 }

@@ -27,6 +27,11 @@ export function singleImageMessages(question: string): ChatMessage[] {
   return [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }];
 }
 
+/** the question with no image: the text-only context x that S-VCO uses as an intermediate reference */
+export function textOnlyMessages(question: string): ChatMessage[] {
+  return [{ role: 'user', content: [{ type: 'text', text: question }] }];
+}
+
 /** two images, then the question with the anchor instruction appended (make_multi_image_prompts) */
 export function multiImageMessages(
   question: string,

@@ -24,6 +24,26 @@ export interface UploadResult {
   bytes: number;
 }
 
+/**
+ * Where each parameter the graphs read is stored in a checkpoint, checked before anything is uploaded: every
+ * tensor present (under its name or a legacy one) with the expected shape, else an error naming the file, the
+ * tensor and the expected shape. Sources that can tell shapes without decoding (safetensors) decode nothing.
+ */
+export function checkWeights(spec: VlmSpec, ckpt: Checkpoint): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const p of parameterList(spec)) {
+    const keys = checkpointKeys(spec, p.name);
+    const key = keys.find((k) => ckpt.tensors.has(k));
+    if (!key) throw new CheckpointError(`${ckpt.tensors.location}: tensor "${keys[0]}" is missing (expected shape [${p.shape}])`);
+    const shape = ckpt.tensors.info?.(key)?.shape ?? ckpt.tensors.get(key).shape;
+    if (shape.length !== p.shape.length || shape.some((d, j) => d !== p.shape[j])) {
+      throw new CheckpointError(`${ckpt.tensors.fileOf(key)}: tensor "${key}" has shape [${shape}], expected [${p.shape}]`);
+    }
+    found.set(p.name, key);
+  }
+  return found;
+}
+
 export async function uploadWeights(
   rt: Runtime,
   store: WeightStore,
@@ -34,15 +54,10 @@ export async function uploadWeights(
   const int4 = new Set<string>();
   let bytes = 0;
   const params = parameterList(spec);
+  const keys = checkWeights(spec, ckpt);
   for (let i = 0; i < params.length; i++) {
     const p = params[i];
-    const keys = checkpointKeys(spec, p.name);
-    const key = keys.find((k) => ckpt.tensors.has(k));
-    if (!key) throw new CheckpointError(`${ckpt.tensors.location}: tensor "${keys[0]}" is missing (expected shape [${p.shape}])`);
-    const t = ckpt.tensors.get(key);
-    if (t.shape.length !== p.shape.length || t.shape.some((d, j) => d !== p.shape[j])) {
-      throw new CheckpointError(`${ckpt.tensors.fileOf(key)}: tensor "${key}" has shape [${t.shape}], expected [${p.shape}]`);
-    }
+    const t = ckpt.tensors.get(keys.get(p.name)!);
     const data = toFloat32(t);
     const module = p.name.slice(0, -'.weight'.length);
     const bs = p.linear ? int4Block(p.linear.in) : 0;

@@ -53,6 +53,15 @@ commands:
       image-swap visual DPO and IC-VCO, each on edited and on synthetic negatives of the same
       seed tuples, same budget; the benchmark before and after, and the training reward
       accuracies (first and last quarter of the steps).
+  margins [--model DIR] [--adapter DIR] (--image-m A.png --image-mprime B.png --question Q
+        --chosen Y --rejected Y2 [--chosen-spans 4-10] [--rejected-spans 4-9] | --shapesworld SEED
+        [--edit existence|attribute|relation] [--negative edited|synthetic]) [--objective ID]
+        [--settings JSON] [--order m-first|mprime-first] [--int4] [--device cpu|webgpu] [--json]
+      The margin inspector: one preference sample scored in every context (m, m', the shared
+      two-image context under each anchor, and the text-only x), policy (with the adapter)
+      against reference (without), the margins h_single/h_multi, p_single/p_multi, the VCDist
+      gates, position bias, and the objective's loss, terms and dL/ds. --json prints the
+      schema of the playground's "Export JSON" (docs/margins-schema.md).
   data export|check|similarity ...
       ShapesWorld data: export preference or SFT sets in the official IC-VCO JSONL + PNG
       format, check a JSONL file, report edited-vs-synthetic image similarity
@@ -81,6 +90,8 @@ export async function main(
         return await (await import('./shapes-cli.js')).toyPaperCommand(rest, out, err);
       case 'data':
         return await (await import('./data-cli.js')).dataCommand(rest, out);
+      case 'margins':
+        return await (await import('./margins-cli.js')).marginsCommand(rest, out);
       case undefined:
       case 'help':
       case '--help':

@@ -97,6 +97,8 @@ export class Session {
     readonly inputNames: readonly string[],
     readonly outputNames: readonly string[],
     private readonly weights?: WeightStore,
+    /** where runs must not overlap (onnxruntime-web), the runtime's queue that serialises them */
+    private readonly queue?: { tail: Promise<unknown> },
   ) {}
 
   /** run with `feeds`; any graph input not in `feeds` is taken from the weight store by (aliased) name */
@@ -112,7 +114,11 @@ export class Session {
     if (missing.length) {
       throw new Error(`session input(s) ${missing.join(', ')} were neither fed nor found in the weight store`);
     }
-    return o.fetches ? this.inner.run(all, o.fetches) : this.inner.run(all);
+    const go = () => (o.fetches ? this.inner.run(all, o.fetches) : this.inner.run(all));
+    if (!this.queue) return go();
+    const next = this.queue.tail.then(go, go);
+    this.queue.tail = next.catch(() => undefined);
+    return next;
   }
 
   async release(): Promise<void> {
@@ -174,6 +180,12 @@ export class SessionCache {
 export class Runtime {
   /** the one session cache of this runtime */
   readonly sessions: SessionCache = new SessionCache(this);
+  /**
+   * onnxruntime-web (1.30, JSEP build) cannot run sessions at the same time: overlapping runs (an engine
+   * scores a sample's contexts concurrently, which onnxruntime-node overlaps) failed here with "memory access
+   * out of bounds" in its wasm module, so on the web they queue
+   */
+  private readonly runQueue = { tail: Promise.resolve() as Promise<unknown> };
 
   constructor(
     readonly ort: OrtModule,
@@ -196,7 +208,7 @@ export class Runtime {
       options.preferredOutputLocation = Object.fromEntries(opts.keepOnDevice.map((n) => [n, 'gpu-buffer' as const]));
     }
     const s = await this.ort.InferenceSession.create(bytes, options);
-    return new Session(s, s.inputNames, s.outputNames, opts.weights);
+    return new Session(s, s.inputNames, s.outputNames, opts.weights, this.platform === 'web' ? this.runQueue : undefined);
   }
 
   tensor(type: TensorDType, data: Tensor.DataType, dims: readonly number[]): Tensor {

@@ -30,6 +30,8 @@ const STORAGE = 0x80,
 
 interface GpuDeviceLike {
   createBuffer(d: { size: number; usage: number; mappedAtCreation?: boolean }): GpuBufferLike;
+  lost?: Promise<{ reason?: string; message?: string }>;
+  destroy?(): void;
   queue: {
     writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void;
   };
@@ -127,7 +129,25 @@ function asOrtModule(ort: OrtWeb): OrtModule {
  * The browser runtime: WebGPU when navigator.gpu gives an adapter and ORT's WebGPU EP starts on it, else
  * wasm, with the reason in `detail`. Works in a window and in a (module) worker.
  */
-export async function createWebRuntime(prefer: 'webgpu' | 'wasm' = 'webgpu'): Promise<Runtime> {
+export interface WebRuntimeOptions {
+  /** called once if the GPUDevice ORT runs on is lost (driver reset, another tab's crash, destroy()) */
+  onDeviceLost?: (info: { reason: string; message: string }) => void;
+}
+
+/** ORT's GPUDevice, where the WebGPU EP started (for loss handling and tests that simulate a loss) */
+let ortDevice: GpuDeviceLike | undefined;
+
+/**
+ * Destroy the GPUDevice ORT runs on, as a driver reset would: every later GPU call fails and the device's
+ * `lost` promise settles. For tests of the recovery path.
+ */
+export function loseWebGpuDevice(): boolean {
+  if (!ortDevice?.destroy) return false;
+  ortDevice.destroy();
+  return true;
+}
+
+export async function createWebRuntime(prefer: 'webgpu' | 'wasm' = 'webgpu', o: WebRuntimeOptions = {}): Promise<Runtime> {
   const ort = await loadOrtWeb();
   const threads = `${ort.env.wasm.numThreads} wasm thread(s)`;
   if (prefer === 'wasm') return new Runtime(asOrtModule(ort), 'web', 'wasm', `wasm EP as requested; ${threads}`);
@@ -145,6 +165,8 @@ export async function createWebRuntime(prefer: 'webgpu' | 'wasm' = 'webgpu'): Pr
     if (got.join() !== '2,3,4,5') throw new Error(`probe model gave [${got}] instead of [2,3,4,5]`);
     const device = (await ort.env.webgpu.device) as unknown as GpuDeviceLike;
     if (!device) throw new Error('ORT published no GPUDevice');
+    ortDevice = device;
+    device.lost?.then((info) => o.onDeviceLost?.({ reason: info?.reason ?? 'unknown', message: info?.message ?? '' }));
     return new Runtime(asOrtModule(ort), 'web', 'webgpu', `WebGPU: ${probe.name}`, gpuUploader(ort, device));
   } catch (e) {
     return new Runtime(

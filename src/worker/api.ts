@@ -1,7 +1,11 @@
 /**
- * What crosses the boundary between the page and the engine worker: plain tensors (typed arrays, which
- * structured clone and transfer carry) and the worker's API. No onnxruntime types appear here.
+ * What crosses the boundary between the page and the engine worker: plain data (typed arrays, which
+ * structured clone and transfer carry; File objects) and the worker's API. No onnxruntime types appear here.
  */
+import type { ImageOrder, MarginsReport, MarginsRequest } from '../inspect/margins.js';
+import type { StoredFile } from './storage.js';
+
+export type { ImageOrder, MarginsReport, MarginsRequest, StoredFile };
 
 /** the element types the engine exchanges (onnxruntime's names) */
 export type WireType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'uint32' | 'int8' | 'uint8' | 'bool';
@@ -28,6 +32,8 @@ export interface EngineInfo {
   ep: string;
   /** why this EP: the adapter's name, or why WebGPU is not used */
   detail: string;
+  /** wasm threads need cross-origin isolation (COOP/COEP headers); without it ORT runs on one thread */
+  crossOriginIsolated: boolean;
 }
 
 export interface DemoBackwardResult extends EngineInfo {
@@ -46,14 +52,48 @@ export interface StoredWeight {
   location: string;
 }
 
+/** where a model's files come from */
+export type ModelSource =
+  /** the embedded default model (bundled with the page) */
+  | { kind: 'default' }
+  /** a Hub checkpoint listed in models/*.json, fetched from huggingface.co (kept in IndexedDB) */
+  | { kind: 'manifest'; id: string; hub?: string }
+  /** any base URL laid out like a Hub repo (kept in IndexedDB); `files` skips probing for optional files */
+  | { kind: 'url'; base: string; files?: string[]; name?: string }
+  /** a folder dropped or picked in the page */
+  | { kind: 'files'; files: File[]; name: string };
+
+export type AdapterSource = { kind: 'files'; files: File[]; name: string } | { kind: 'url'; base: string; name?: string };
+
+export interface LoadOptions {
+  /** frozen linears of the tower and the LM as int4 blocks (MatMulNBits); LoRA stays float32 */
+  int4?: boolean;
+}
+
+export interface LoadProgress {
+  phase: 'download' | 'upload';
+  /** bytes so far and in all (download), or tensors uploaded (upload) */
+  done: number;
+  total: number;
+  file?: string;
+}
+
 export interface ModelSummary {
   name: string;
   family: string;
   /** parameters (weights of the graphs) */
   parameters: number;
+  /** bytes of frozen weights as stored in the weight store (int4 blocks as stored) */
   bytes: number;
+  /** the weight store by where it lives: GPU buffers on WebGPU, host memory on wasm */
+  memory: Record<string, number>;
   imageTokens: number;
   ep: string;
+  int4: boolean;
+  /** the adapter on top (policy = base + adapter), or null (policy = reference) */
+  adapter: { name: string; modules: number; rank: number; parameters: number } | null;
+  /** how long the last load took, by phase */
+  seconds: { download: number; upload: number };
 }
 
 export interface YesNoAnswer {
@@ -70,19 +110,40 @@ export interface WireImage {
   data: Uint8Array | Uint8ClampedArray;
 }
 
+/** an image for the inspector: pixels the page made (a ShapesWorld render), or a file's bytes to decode */
+export type ImageInput = { kind: 'pixels'; image: WireImage } | { kind: 'file'; name: string; type: string; bytes: Uint8Array };
+
+/** what the worker tells the page without being asked */
+export type WorkerEvent =
+  { type: 'device-lost'; reason: string; message: string } | { type: 'store-failed'; url: string; why: string };
+
 export interface EngineWorkerApi {
-  /**
-   * Load a model from its HF files (name -> URL; the embedded default model when none are given), reporting
-   * bytes fetched; the weights go into the weight store
-   */
-  loadModel(urls?: Record<string, string>, onProgress?: (done: number, total: number) => void): Promise<ModelSummary>;
-  /** the loaded model's answers to yes/no questions about one image */
-  yesNo(image: WireImage, questions: string[]): Promise<YesNoAnswer[]>;
   /** (re)start the runtime; WebGPU if this browser gives an adapter, else wasm with the reason */
   init(prefer?: 'webgpu' | 'wasm'): Promise<EngineInfo>;
+  /** events (a lost GPU device, a file that could not be stored) go to this callback */
+  onEvent(cb: (e: WorkerEvent) => void): void;
+  /** load a model into the engine (replacing the one loaded), with progress; cancel() stops it */
+  loadModel(source: ModelSource, options?: LoadOptions, onProgress?: (p: LoadProgress) => void): Promise<ModelSummary>;
+  /** put a PEFT adapter on the loaded model (policy = base + adapter), or take it off (null) */
+  setAdapter(source: AdapterSource | null): Promise<ModelSummary>;
+  /** the loaded model, or null */
+  model(): Promise<ModelSummary | null>;
+  /** stop the load or scoring in progress (it rejects with an AbortError) */
+  cancel(): void;
+  /** the files kept in IndexedDB, and the browser's storage estimate */
+  storage(): Promise<{ files: StoredFile[]; usage: number; quota: number; persisted: boolean }>;
+  deleteStored(o: { url?: string; model?: string }): Promise<void>;
+  /** the margin inspector: one sample in every context, as `vco-lab margins --json` */
+  scoreMargins(
+    images: { m: ImageInput; mPrime: ImageInput },
+    request: MarginsRequest,
+    onProgress?: (done: number, total: number, what: string) => void,
+  ): Promise<MarginsReport>;
+  /** the loaded model's answers to yes/no questions about one image */
+  yesNo(image: WireImage, questions: string[]): Promise<YesNoAnswer[]>;
   /**
-   * Run a serialized ONNX model. Sessions are cached (the runtime's cache) by the model's SHA-256. Graph inputs missing from
-   * `feeds` are taken by name from the weights set with setWeights. Outputs come back to the host.
+   * Run a serialized ONNX model. Sessions are cached (the runtime's cache) by the model's SHA-256. Graph inputs
+   * missing from `feeds` are taken by name from the weights set with setWeights. Outputs come back to the host.
    */
   runModel(model: Uint8Array, feeds: Record<string, WireTensorIn>, fetches?: string[]): Promise<Record<string, WireTensor>>;
   /** upload (or replace) named weights in the weight store (GPU buffers on WebGPU); returns the whole store */
@@ -95,4 +156,6 @@ export interface EngineWorkerApi {
   releaseSessions(): Promise<void>;
   /** build a small graph and its backward graph in the worker with the project's IR and run both */
   demoBackward(): Promise<DemoBackwardResult>;
+  /** destroy the GPUDevice as a driver reset would (tests of the recovery path); false when not on WebGPU */
+  loseDeviceForTest(): Promise<boolean>;
 }

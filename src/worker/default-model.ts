@@ -2,7 +2,8 @@
  * The embedded default model's files as URLs the bundler serves (models/shapesworld-tiny/*), so the
  * playground has a model with no download from the Hub.
  */
-const urls = import.meta.glob('../../models/shapesworld-tiny/*.{json,jinja,safetensors}', {
+// training.json is the model's training record, not a file a loader reads
+const urls = import.meta.glob(['../../models/shapesworld-tiny/*.{json,jinja,safetensors}', '!**/training.json'], {
   query: '?url',
   import: 'default',
   eager: true,

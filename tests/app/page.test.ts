@@ -38,7 +38,7 @@ describe.runIf(chromiumAvailable())('the playground page in headless Chromium', 
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(url);
+    await page.goto(`${url}#/models`);
     await page.waitForSelector('[data-testid="model-status"][data-loaded="true"]', { timeout: 120_000 });
     expect(await page.getByTestId('model-status').textContent()).toMatch(/shapesworld-tiny \(idefics3, [\d.]+ M parameters/);
     // every question of the scene gets a p(yes) and a verdict against the scene graph
