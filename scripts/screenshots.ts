@@ -23,7 +23,10 @@ const browser = await launchChromium();
 try {
   for (const [name, v] of Object.entries(VIEWS)) {
     if (only.length && !only.includes(name)) continue;
-    for (const [w, h, tag] of [[1400, 900, 'wide'], [390, 844, 'phone']] as const) {
+    for (const [w, h, tag] of [
+      [1400, 900, 'wide'],
+      [390, 844, 'phone'],
+    ] as const) {
       const page = await browser.newPage({ viewport: { width: w, height: h } });
       page.on('pageerror', (e) => console.error(`${name}/${tag}: page error: ${e.message}`));
       await page.goto(`${url}${v.hash}`);
@@ -32,6 +35,8 @@ try {
       await page.waitForTimeout(300);
       const file = join(out, `${name}-${tag}.png`);
       await page.screenshot({ path: file, fullPage: true });
+      // the first screenful, as a reader of the README sees it
+      if (tag === 'wide') await page.screenshot({ path: join(out, `${name}.png`) });
       console.log(file);
       await page.close();
     }

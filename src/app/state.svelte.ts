@@ -27,6 +27,8 @@ class AppState {
   /** the source and options of the loaded model, to reload it after a restart */
   loadedFrom = $state.raw<{ source: ModelSource; options: LoadOptions } | null>(null);
   notices = $state<Notice[]>([]);
+  /** models loaded so far (scripts and tests wait for it to move) */
+  loads = $state(0);
   /** bumps when the worker is replaced, so panels can redo what they showed */
   generation = $state(0);
   /**
@@ -96,6 +98,7 @@ class AppState {
     const summary = await this.call((e) => e.loadModel(source, options, onProgress && proxy(onProgress)));
     this.model = summary;
     this.loadedFrom = { source, options };
+    this.loads++;
     return summary;
   }
 

@@ -114,18 +114,38 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
-/** write tensors as a safetensors file (float32/float64/int64), keys sorted as the Python writer does */
+/** float32 -> bfloat16 bits, rounding to nearest even as torch does */
+export function toBf16(x: Float32Array): Uint16Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length),
+    out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = u[i];
+    out[i] = (v & 0x7f800000) === 0x7f800000 && v & 0x7fffff ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/**
+ * write tensors as a safetensors file (float32/float64/int64, or float32 data stored as BF16), keys sorted as
+ * the Python writer does
+ */
 export function writeSafetensors(
-  tensors: Record<string, { dtype: 'F32' | 'F64' | 'I64'; shape: number[]; data: Float32Array | Float64Array | BigInt64Array }>,
+  tensors: Record<
+    string,
+    { dtype: 'F32' | 'F64' | 'I64' | 'BF16'; shape: number[]; data: Float32Array | Float64Array | BigInt64Array }
+  >,
   metadata: Record<string, string> = { format: 'pt' },
 ): Uint8Array {
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = { __metadata__: metadata };
   let off = 0;
+  const stored = new Map<string, ArrayBufferView>();
   for (const n of names) {
     const t = tensors[n];
-    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
-    off += t.data.byteLength;
+    const data = t.dtype === 'BF16' ? toBf16(t.data as Float32Array) : t.data;
+    stored.set(n, data);
+    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + data.byteLength] };
+    off += data.byteLength;
   }
   let h = new TextEncoder().encode(JSON.stringify(header));
   const pad = (8 - (h.byteLength % 8)) % 8; // the format pads the header with spaces to 8 bytes
@@ -135,7 +155,7 @@ export function writeSafetensors(
   out.set(h, 8);
   let at = 8 + h.byteLength;
   for (const n of names) {
-    const d = tensors[n].data;
+    const d = stored.get(n)!;
     out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
     at += d.byteLength;
   }

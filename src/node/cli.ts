@@ -20,7 +20,7 @@ commands:
       --loss-only feeds the case's expected token log-probs to the loss module instead
       and checks both presets' loss, dL/ds and VCDist gates (1e-9).
       Exits 1 when any error is over tolerance.
-  bench [ops] [int4] [train] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
+  bench [ops] [int4] [train] [page] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
         [--models smolvlm,llava] [--json] [--out FILE]
       Benchmarks (ops and train when none is named). ops: MatMul throughput of
       onnxruntime-node used directly next to the same graphs through the project's
@@ -29,8 +29,13 @@ commands:
       weights. train: scoring and training one preference sample (48-token answers) on
       SmolVLM-256M- and llava-interleave-0.5b-shaped models, with the packed/naive,
       cached/recomputed-features and top-k/all-layers ratios measured in the same run.
+      page: the playground in headless Chromium: the inspector's scoring time in the page
+      against the Node engine's on the same EP and sample, the longest main-thread task,
+      and a SmolVLM-256M-shaped checkpoint loaded by URL from another origin (load time,
+      GPU buffer memory fp32 and int4, a second load from IndexedDB, scoring on wasm).
       --quick: only a smaller SmolVLM-shaped scoring run (under 3 minutes), whose JSON
-      has packed_vs_naive_speedup. --out writes the JSON results to FILE as well.
+      has packed_vs_naive_speedup (page: without the 256M-shaped part). --out writes the
+      JSON results to FILE as well.
   eval [--model DIR] [--adapter DIR] [--n N] [--seed S] [--batch B] [--device cpu|webgpu] [--json]
       The ShapesWorld hallucination benchmark (yes/no questions in the style of POPE/AMBER:
       existence, attribute, relation, and a "trap" subset where the language prior and the
@@ -178,7 +183,7 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       models: { type: 'string' },
     },
   });
-  const known = ['ops', 'int4', 'train'];
+  const known = ['ops', 'int4', 'train', 'page'];
   // the default run: the runtime layer's overhead and the training engine (int4's accuracy is its own suite)
   const suites = positionals.length ? positionals : values.quick ? ['train'] : ['ops', 'train'];
   const bad = suites.filter((x) => !known.includes(x));
@@ -209,6 +214,11 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       const r = await benchTrain({ ep, quick: values.quick, models, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
       results.train = r;
       if (!values.json) out(`${formatTrainBench(r)}\n`);
+    } else if (suite === 'page') {
+      const { benchPage, formatPageBench } = await import('./bench-page.js');
+      const r = await benchPage({ realSize: !values.quick, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
+      results.page = r;
+      if (!values.json) out(formatPageBench(r));
     } else if (suite === 'int4') {
       const { benchInt4 } = await import('./bench-int4.js');
       const r = await benchInt4({ ep });

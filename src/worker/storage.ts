@@ -9,6 +9,8 @@ import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
 export interface StoredFile {
   /** the URL it was fetched from (the key) */
   url: string;
+  /** the server answered 404: an optional file the repo does not have (remembered so a second load asks nothing) */
+  absent?: boolean;
   /** the model (repo or base URL) it belongs to, for grouping */
   model: string;
   name: string;
@@ -35,7 +37,10 @@ export function db(): Promise<IDBPDatabase<VcoDb>> {
 
 export async function listStored(): Promise<StoredFile[]> {
   const all = await (await db()).getAll('files');
-  return all.map(({ blob: _b, ...f }) => f).sort((a, b) => a.model.localeCompare(b.model) || a.name.localeCompare(b.name));
+  return all
+    .filter((f) => !f.absent)
+    .map(({ blob: _b, ...f }) => f)
+    .sort((a, b) => a.model.localeCompare(b.model) || a.name.localeCompare(b.name));
 }
 
 /** delete one file (by URL) or every file of a model */
@@ -68,9 +73,15 @@ export function cachingFetch(
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const name = decodeURIComponent(new URL(url, self.location.href).pathname.split('/').pop() ?? url);
     const hit = await (await db()).get('files', url);
+    if (hit?.absent) return new Response(null, { status: 404, statusText: 'Not Found (remembered)' });
     if (hit)
       return new Response(hit.blob, { status: 200, headers: { 'content-length': String(hit.bytes), 'x-vco-lab-cache': 'hit' } });
     const res = await fetch(input, init);
+    if (res.status === 404) {
+      const absent = { url, model, name, bytes: 0, savedAt: Date.now(), absent: true, blob: new Blob([]) };
+      await (await db()).put('files', absent).catch(() => undefined);
+      return res;
+    }
     if (!res.ok || !res.body) return res;
     const chunks: Uint8Array[] = [];
     const keep = new TransformStream<Uint8Array, Uint8Array>({
