@@ -9,7 +9,15 @@
  */
 import { proxy, type Remote } from 'comlink';
 import { createEngineWorker, terminateEngineWorker } from '../worker/client.js';
-import type { EngineInfo, EngineWorkerApi, LoadOptions, ModelSource, ModelSummary, WorkerEvent } from '../worker/api.js';
+import type {
+  EngineInfo,
+  EngineWorkerApi,
+  LoadOptions,
+  MarginsReport,
+  ModelSource,
+  ModelSummary,
+  WorkerEvent,
+} from '../worker/api.js';
 
 export interface Notice {
   kind: 'info' | 'warning' | 'error';
@@ -27,6 +35,8 @@ class AppState {
   /** the source and options of the loaded model, to reload it after a restart */
   loadedFrom = $state.raw<{ source: ModelSource; options: LoadOptions } | null>(null);
   notices = $state<Notice[]>([]);
+  /** the margin inspector's latest report (the explainer's "your sample" reads it) */
+  report = $state.raw<MarginsReport | null>(null);
   /** models loaded so far (scripts and tests wait for it to move) */
   loads = $state(0);
   /** bumps when the worker is replaced, so panels can redo what they showed */

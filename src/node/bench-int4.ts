@@ -49,7 +49,8 @@ export async function benchInt4(o: { ep?: EP; spec?: VlmSpec; name?: string; R?:
   const ckpt = randomCheckpoint(spec, 1);
   const seq = benchSequence(spec, R);
   const run = async (int4: boolean) => {
-    const engine = await Engine.create(rt, spec, ckpt, { int4 });
+    // features not cached: the timed pass runs the whole model, tower included
+    const engine = await Engine.create(rt, spec, ckpt, { int4, cacheFeatures: false });
     await engine.forwardBatch([seq], 'reference'); // session creation and warm-up
     const t = performance.now();
     const lp = (await engine.forwardBatch([seq], 'reference')).logprobs[0][0];
