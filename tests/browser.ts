@@ -153,4 +153,3 @@ export async function runInBrowserWorker(
   );
   return { outputs, ep: res.ep, detail: res.detail, weights: res.weights };
 }
-

@@ -16,6 +16,9 @@ import type {
   MarginsReport,
   ModelSource,
   ModelSummary,
+  RunSummary,
+  StepReport,
+  TrainEvent,
   WorkerEvent,
 } from '../worker/api.js';
 
@@ -35,6 +38,9 @@ class AppState {
   /** the source and options of the loaded model, to reload it after a restart */
   loadedFrom = $state.raw<{ source: ModelSource; options: LoadOptions } | null>(null);
   notices = $state<Notice[]>([]);
+  /** the training run the worker has open and its metrics so far (the train panel draws them) */
+  run = $state.raw<RunSummary | null>(null);
+  logs = $state.raw<StepReport[]>([]);
   /** the margin inspector's latest report (the explainer's "your sample" reads it) */
   report = $state.raw<MarginsReport | null>(null);
   /** models loaded so far (scripts and tests wait for it to move) */
@@ -73,6 +79,18 @@ class AppState {
 
   private listen() {
     void this.engine.onEvent(proxy((e: WorkerEvent) => this.onEvent(e)));
+    void this.engine.onTrain(proxy((e: TrainEvent) => this.onTrain(e)));
+  }
+
+  private onTrain(e: TrainEvent) {
+    if (!this.run || this.run.id !== e.runId) return;
+    if (e.type === 'step') {
+      this.logs = [...this.logs, e.report];
+      this.run = { ...this.run, step: e.report.step, lastLog: e.report };
+    } else {
+      this.run = { ...this.run, status: e.status, step: e.step, message: e.message };
+      if (e.status === 'failed') this.notify('error', `Training stopped: ${e.message}`);
+    }
   }
 
   private onEvent(e: WorkerEvent) {

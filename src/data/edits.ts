@@ -229,3 +229,36 @@ export function relationBetween(scene: Scene, a: number, b: number) {
     ob = scene.objects.find((o) => o.id === b);
   return oa && ob ? relationOf(oa, ob) : null;
 }
+
+/**
+ * A pair about the planted language prior ("stars are yellow"): m has a star of another colour, m′ is m with
+ * that star yellow. The chosen answer is faithful to m; the rejected one is the prior's (faithful to m′). An
+ * exact attribute edit, so the two answers differ in the colour word only.
+ */
+export function makePriorSample(seed: number): PreferenceSample {
+  for (let k = 0; k < 10_000; k++) {
+    const rand = rng(k === 0 ? seed : deriveSeed(seed, k));
+    const m = randomScene(rand, { starYellow: 0 });
+    const stars = m.objects.filter((o) => o.shape === 'star');
+    if (stars.length !== 1 || stars[0].color === 'yellow') continue;
+    const after = cloneScene(m);
+    after.objects.find((o) => o.id === stars[0].id)!.color = 'yellow';
+    const chosen = describe(m),
+      rejected = describe(after);
+    if (chosen === rejected) continue;
+    const spans = diffSpans(chosen, rejected);
+    return {
+      id: `prior${seed >>> 0}`,
+      prompt: DESCRIBE_PROMPT,
+      m,
+      mPrime: after,
+      chosen,
+      rejected,
+      hallucinated: rejected,
+      chosenSpans: spans.a,
+      rejectedSpans: spans.b,
+      edit: { scenario: 'B', type: 'attribute', before: m, after, changedIds: [stars[0].id] },
+    };
+  }
+  throw new Error(`makePriorSample(${seed}): no scene with one non-yellow star found`);
+}

@@ -62,73 +62,132 @@ const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v)
 
 export type RowKind = 'preference' | 'sft';
 
-/** rows with their 1-based line numbers; empty lines are skipped */
+/** an image in a row: a path (JSONL), or an HF `Image` struct {path, bytes} (the official parquet layout) */
+export type ImageField = string | { path?: string | null; bytes?: Uint8Array | null };
+
+/**
+ * one row checked against the official format, or the problem with it (the field and the fix; the caller
+ * prefixes where the row is). Preference rows need exactly two images (m, m'), valid character spans into
+ * their answers; SFT rows at least one image.
+ */
+export function checkRow(row: unknown, kind: RowKind): string | null {
+  try {
+    checkRowOrThrow(row, kind);
+    return null;
+  } catch (e) {
+    if (e instanceof RowProblem) return e.message;
+    throw e;
+  }
+}
+
+class RowProblem extends Error {}
+
+function checkRowOrThrow(row: unknown, kind: RowKind): void {
+  const fail = (msg: string): never => {
+    throw new RowProblem(msg);
+  };
+  if (typeof row !== 'object' || row === null || Array.isArray(row))
+    fail(`expected a JSON object, got ${typeName(row)}; write one object per line`);
+  const r = row as Record<string, unknown>;
+  const str = (field: string) => {
+    if (!(field in r) || r[field] === null || r[field] === undefined) fail(`field "${field}" is missing; add it or drop the row`);
+    if (typeof r[field] !== 'string')
+      fail(`field "${field}" must be a string, got ${typeName(r[field])}; fix it or drop the row`);
+  };
+  const need = kind === 'preference' ? ['prompt', 'chosen', 'rejected'] : ['prompt', 'completion'];
+  need.forEach(str);
+  if (!('images' in r) || r.images === null) fail('field "images" is missing; add the image paths or drop the row');
+  const imgs = r.images;
+  if (!Array.isArray(imgs)) fail(`field "images" must be an array of paths, got ${typeName(imgs)}; fix it or drop the row`);
+  (imgs as unknown[]).forEach((p, k) => {
+    const struct = p && typeof p === 'object' && !Array.isArray(p) && !ArrayBuffer.isView(p);
+    const okStruct =
+      struct &&
+      ((typeof (p as { path?: unknown }).path === 'string' && (p as { path: string }).path !== '') ||
+        ArrayBuffer.isView((p as { bytes?: unknown }).bytes));
+    if (!(typeof p === 'string' && p) && !okStruct)
+      fail(
+        struct
+          ? `field "images"[${k}] is an Image struct with neither a path nor bytes; fix it or drop the row`
+          : `field "images"[${k}] = ${show(p)} is not a path; fix it or drop the row`,
+      );
+  });
+  const n = (imgs as unknown[]).length;
+  if (kind === 'preference' && n !== 2)
+    fail(`field "images" has ${n} entries; a preference row needs exactly 2 (the images of m and m'); fix it or drop the row`);
+  if (kind === 'sft' && n < 1) fail('field "images" is empty; an SFT row needs at least 1 image; add one or drop the row');
+  if (kind === 'preference') {
+    for (const [field, of] of [
+      ['chosen_response_spans', 'chosen'],
+      ['rejected_response_spans', 'rejected'],
+    ] as const) {
+      if (!(field in r) || r[field] === undefined)
+        fail(`field "${field}" is missing; add the spans ([] for none) or drop the row`);
+      // the official loader turns None into [] (train_vco.py:75-78)
+      const spans = r[field] === null ? [] : r[field],
+        len = (r[of] as string).length;
+      if (!Array.isArray(spans))
+        fail(`field "${field}" must be an array of [start, end] pairs, got ${typeName(spans)}; fix it or drop the row`);
+      (spans as unknown[]).forEach((sp, k) => {
+        const pair = Array.isArray(sp) ? sp.map(Number) : sp;
+        const ok =
+          Array.isArray(pair) &&
+          pair.length === 2 &&
+          pair.every(Number.isInteger) &&
+          0 <= pair[0] &&
+          pair[0] < pair[1] &&
+          pair[1] <= len;
+        if (!ok)
+          fail(
+            `field "${field}"[${k}] = ${show(sp)} is not a span 0 <= start < end <= ${len} of "${of}"; fix the span or drop the row`,
+          );
+      });
+    }
+    if ('id' in r && r.id !== null && typeof r.id !== 'string')
+      fail(`field "id" must be a string, got ${typeName(r.id)}; fix it or drop the field`);
+    if ('edit' in r && r.edit !== null && (typeof r.edit !== 'object' || Array.isArray(r.edit)))
+      fail(`field "edit" must be an object, got ${typeName(r.edit)}; fix it or drop the field`);
+  }
+}
+
+/** a JSONL file's rows with their 1-based line numbers, and the lines that are not valid rows */
+export function collectRows<K extends RowKind>(
+  text: string,
+  file: string,
+  kind: K,
+): {
+  rows: { line: number; row: K extends 'preference' ? PreferenceRow : SftRow }[];
+  problems: { line: number; message: string }[];
+} {
+  const rows: { line: number; row: never }[] = [];
+  const problems: { line: number; message: string }[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1,
+      src = raw.replace(/\r$/, '');
+    if (!src.trim()) return;
+    let row: unknown;
+    try {
+      row = JSON.parse(src);
+    } catch (e) {
+      problems.push({ line, message: `${file} line ${line}: not valid JSON (${(e as Error).message}); fix the line or drop it` });
+      return;
+    }
+    const msg = checkRow(row, kind);
+    if (msg) problems.push({ line, message: `${file} line ${line}: ${msg}` });
+    else rows.push({ line, row: row as never });
+  });
+  return { rows, problems };
+}
+
+/** rows with their 1-based line numbers; empty lines are skipped; the first bad line is an error */
 export function parseRows<K extends RowKind>(
   text: string,
   file: string,
   kind: K,
 ): { line: number; row: K extends 'preference' ? PreferenceRow : SftRow }[] {
-  const out: { line: number; row: never }[] = [];
-  text.split('\n').forEach((raw, i) => {
-    const line = i + 1,
-      src = raw.replace(/\r$/, '');
-    if (!src.trim()) return;
-    const fail = (msg: string): never => {
-      throw new DataFormatError(`${file} line ${line}: ${msg}`);
-    };
-    let row: unknown;
-    try {
-      row = JSON.parse(src);
-    } catch (e) {
-      fail(`not valid JSON (${(e as Error).message}); fix the line or drop it`);
-    }
-    if (typeof row !== 'object' || row === null || Array.isArray(row))
-      fail(`expected a JSON object, got ${typeName(row)}; write one object per line`);
-    const r = row as Record<string, unknown>;
-    const str = (field: string) => {
-      if (!(field in r)) fail(`field "${field}" is missing; add it or drop the row`);
-      if (typeof r[field] !== 'string')
-        fail(`field "${field}" must be a string, got ${typeName(r[field])}; fix it or drop the row`);
-    };
-    const need = kind === 'preference' ? ['prompt', 'chosen', 'rejected'] : ['prompt', 'completion'];
-    need.forEach(str);
-    if (!('images' in r)) fail('field "images" is missing; add the image paths or drop the row');
-    const imgs = r.images;
-    if (!Array.isArray(imgs)) fail(`field "images" must be an array of paths, got ${typeName(imgs)}; fix it or drop the row`);
-    (imgs as unknown[]).forEach((p, k) => {
-      if (typeof p !== 'string' || !p) fail(`field "images"[${k}] = ${show(p)} is not a path; fix it or drop the row`);
-    });
-    const n = (imgs as unknown[]).length;
-    if (kind === 'preference' && n !== 2)
-      fail(`field "images" has ${n} entries; a preference row needs exactly 2 (the images of m and m'); fix it or drop the row`);
-    if (kind === 'sft' && n < 1) fail('field "images" is empty; an SFT row needs at least 1 image; add one or drop the row');
-    if (kind === 'preference') {
-      for (const [field, of] of [
-        ['chosen_response_spans', 'chosen'],
-        ['rejected_response_spans', 'rejected'],
-      ] as const) {
-        if (!(field in r)) fail(`field "${field}" is missing; add the spans ([] for none) or drop the row`);
-        const spans = r[field],
-          len = (r[of] as string).length;
-        if (!Array.isArray(spans))
-          fail(`field "${field}" must be an array of [start, end] pairs, got ${typeName(spans)}; fix it or drop the row`);
-        (spans as unknown[]).forEach((sp, k) => {
-          const ok =
-            Array.isArray(sp) && sp.length === 2 && sp.every(Number.isInteger) && 0 <= sp[0] && sp[0] < sp[1] && sp[1] <= len;
-          if (!ok)
-            fail(
-              `field "${field}"[${k}] = ${show(sp)} is not a span 0 <= start < end <= ${len} of "${of}"; fix the span or drop the row`,
-            );
-        });
-      }
-      if ('id' in r && typeof r.id !== 'string')
-        fail(`field "id" must be a string, got ${typeName(r.id)}; fix it or drop the field`);
-      if ('edit' in r && (typeof r.edit !== 'object' || r.edit === null || Array.isArray(r.edit)))
-        fail(`field "edit" must be an object, got ${typeName(r.edit)}; fix it or drop the field`);
-    }
-    out.push({ line, row: r as never });
-  });
-  return out;
+  const { rows, problems } = collectRows(text, file, kind);
+  if (problems.length) throw new DataFormatError(problems[0].message);
+  return rows;
 }
 
 export function parsePreferenceJsonl(text: string, file: string): PreferenceRow[] {

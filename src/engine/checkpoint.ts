@@ -16,7 +16,7 @@ export type FileBytes = Record<string, Uint8Array>;
 const json = (x: unknown) => new TextEncoder().encode(`${JSON.stringify(x, null, 2)}\n`);
 
 /** PEFT adapter_config.json + adapter_model.safetensors for the engine's LoRA */
-export function exportPeft(e: Engine, o: { baseModel?: string; targets?: string | string[] } = {}): FileBytes {
+export function exportPeft(e: Engine, o: { baseModel?: string; targets?: string | string[]; dropout?: number } = {}): FileBytes {
   const mods = [...e.lora.values()];
   if (!mods.length) throw new Error('the engine has no LoRA to export');
   const names = new Set(mods.map((m) => m.module));
@@ -33,7 +33,8 @@ export function exportPeft(e: Engine, o: { baseModel?: string; targets?: string 
     r,
     lora_alpha: mods[0].scale * r,
     target_modules,
-    lora_dropout: 0,
+    // what the adapter was configured with (preference training runs with dropout off, as TRL's disable_dropout)
+    lora_dropout: o.dropout ?? 0,
     bias: 'none',
     use_rslora: false,
     use_dora: false,

@@ -350,12 +350,12 @@ export class Engine {
     const missing = [...new Set(keys.filter((k) => this.o.cacheFeatures === false || !this.featureCache.has(k)))];
     this.stats.featureCacheHits += keys.length - missing.length;
     const mine = new Map<string, Promise<Tensor>>();
-    // the uncached images go through the tower in chunks of a power of two (few shapes), one row each
+    // the uncached images go through the tower in chunks whose sizes are powers of two (5 = 4 + 1): few graph
+    // shapes to compile, and no tile computed for padding
     for (let at = 0; at < missing.length;) {
-      const n = Math.min(nextPow2(missing.length - at), 16);
+      const n = Math.min(2 ** Math.floor(Math.log2(missing.length - at)), 16);
       const chunk = missing.slice(at, at + n);
       const ims = chunk.map((k) => images[keys.indexOf(k)]);
-      while (ims.length < n) ims.push(ims[0]);
       const run = this.runVision(ims, false);
       chunk.forEach((k, i) => {
         const one = run.then(async (t) =>
@@ -451,8 +451,9 @@ export class Engine {
       { B, L } = lay.shape;
     const policy = which === 'policy';
     const f = this.layoutFeeds(lay);
-    const low = policy ? this.lowestLoraLayer() : s.text.layers;
-    // the frozen lower stack's output, per batch of contexts, when neither the tower nor those layers carry LoRA
+    // the layers below the lowest LoRA layer are frozen for the policy and the reference alike: their output,
+    // per batch of contexts, is computed once and serves both (when the tower carries no LoRA)
+    const low = this.lowestLoraLayer();
     const lowerKey = `${low}:${B}x${L}:${contentHash(lay.ids)}:${lay.images.map((im) => contentHash(im)).join('+')}`;
     const cacheLower = this.o.cacheLowerStack !== false && !this.visionTrainable && low > 0 && low < s.text.layers;
     const saved: Saved | undefined = o.save

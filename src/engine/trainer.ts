@@ -10,7 +10,13 @@
 import { resolveObjective } from '../loss/registry.js';
 import { mulberry32 } from '../util/prng.js';
 import { evaluate } from '../loss/objective.js';
-import type { LossResult, PreferenceScores, SequenceRequirement, SequenceScores } from '../loss/types.js';
+import {
+  type LossResult,
+  type PreferenceScores,
+  ScoreInputError,
+  type SequenceRequirement,
+  type SequenceScores,
+} from '../loss/types.js';
 import type { Engine } from './engine.js';
 import { type AdamWConfig, type AdamWState, type Schedule, adamwStep, clipGradNorm, lrFactor, newAdamWState } from './optim.js';
 import { addGradients } from './grads.js';
@@ -61,6 +67,14 @@ export interface StepLog {
   terms: Record<string, number>;
   metrics: Record<string, number>;
   samples: number;
+}
+
+/** a step whose loss or gradient is not finite: nothing was updated */
+export class TrainingDiverged extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainingDiverged';
+  }
 }
 
 export class Trainer {
@@ -148,7 +162,7 @@ export class Trainer {
       for (let i = 0; i < batch.length; i++) {
         scores.push({ policy: fwd[i].scores, reference: await this.referenceScores(batch[i]), swap: batch[i].swap });
       }
-      const res = evaluate(objective, this.objectiveConfig, scores);
+      const res = this.evaluateBatch(objective, scores, batch);
       const parts = await Promise.all(
         batch.map(async (s, i) => {
           const w: SequenceScores = {};
@@ -164,7 +178,16 @@ export class Trainer {
       for (const [k, v] of Object.entries(res.metrics)) metrics[k] = (metrics[k] ?? 0) + v / ga;
       n += batch.length;
     }
+    if (!Number.isFinite(loss))
+      throw new TrainingDiverged(`the loss is ${loss} at step ${this.state.step + 1}; the adapter keeps its last values`);
     const gradNorm = clipGradNorm(grads, this.config.maxGradNorm);
+    // a non-finite gradient would poison every moment of AdamW: stop before the update
+    if (!Number.isFinite(gradNorm)) {
+      const bad = [...grads].find(([, g]) => g.some((x) => !Number.isFinite(x)))?.[0] ?? '?';
+      throw new TrainingDiverged(
+        `the gradient of ${bad} is not finite at step ${this.state.step + 1}; the adapter keeps its last values`,
+      );
+    }
     const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, this.state.step);
     adamwStep(this.parameters(), grads, this.state.adam, this.config.optimizer, lr);
     await this.engine.uploadLora();
@@ -179,6 +202,27 @@ export class Trainer {
       metrics,
       samples: n,
     };
+  }
+
+  /**
+   * the loss module on a micro-batch; a non-finite score (NaN weights, an overflow) stops the run before any
+   * update, naming the sample and the sequence
+   */
+  private evaluateBatch(
+    objective: Parameters<typeof evaluate>[0],
+    scores: PreferenceScores[],
+    batch: EngineSample[],
+  ): LossResult {
+    try {
+      return evaluate(objective, this.objectiveConfig, scores);
+    } catch (e) {
+      if (!(e instanceof ScoreInputError)) throw e;
+      const m = /^sample (\d+): (.*)$/s.exec(e.message);
+      const what = m ? `sample ${batch[Number(m[1])]?.id ?? m[1]}: ${m[2]}` : e.message;
+      throw new TrainingDiverged(
+        `step ${this.state.step + 1}, ${what} (non-finite weights or an overflow in the forward pass); the adapter keeps its last values`,
+      );
+    }
   }
 
   /** the trainable tensors by PEFT name (views of the engine's host LoRA) */

@@ -35,6 +35,8 @@ function responseTraces(inp: Inputs, dirs: Direction[], beta: number) {
     chosen: beta * inp.logRatio(d.sample, key(d.target, d.chosen)).value,
     rejected: beta * inp.logRatio(d.sample, key(d.target, d.rejected)).value,
     pos: d.pos,
+    logpChosen: inp.pol(d.sample, key(d.target, d.chosen)).value,
+    logpRejected: inp.pol(d.sample, key(d.target, d.rejected)).value,
   }));
 }
 

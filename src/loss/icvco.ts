@@ -153,7 +153,7 @@ interface BranchTerms {
   margin: Scalar;
   loss: Scalar;
   anchor: Scalar;
-  reward: { chosen: number; rejected: number; pos: 1 | 2 };
+  reward: { chosen: number; rejected: number; pos: 1 | 2; logpChosen: number; logpRejected: number };
 }
 
 /** VCDist on one direction: the multi-image teacher, the single-image student, and the dual gate */
@@ -187,7 +187,13 @@ function branchTerms(inp: Inputs, d: Direction, ctx: Img | `M>${Img}`, beta: num
     margin: h,
     loss: dpoLoss(h, beta),
     anchor: anchorLoss(lrc, beta, delta),
-    reward: { chosen: beta * lrc.value, rejected: beta * inp.logRatio(d.sample, kr).value, pos: d.pos },
+    reward: {
+      chosen: beta * lrc.value,
+      rejected: beta * inp.logRatio(d.sample, kr).value,
+      pos: d.pos,
+      logpChosen: inp.pol(d.sample, kc).value,
+      logpRejected: inp.pol(d.sample, kr).value,
+    },
   };
 }
 

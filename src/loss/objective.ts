@@ -180,15 +180,23 @@ export function finiteMean(xs: ReadonlyArray<number>): number {
  */
 export function rewardMetrics(
   prefix: string,
-  pairs: ReadonlyArray<{ chosen: number; rejected: number; pos?: 1 | 2 }>,
+  pairs: ReadonlyArray<{ chosen: number; rejected: number; pos?: 1 | 2; logpChosen?: number; logpRejected?: number }>,
   withPositions = true,
 ): Record<string, number> {
   const out: Record<string, number> = {};
-  const put = (p: string, sel: ReadonlyArray<{ chosen: number; rejected: number }>) => {
+  const put = (
+    p: string,
+    sel: ReadonlyArray<{ chosen: number; rejected: number; logpChosen?: number; logpRejected?: number }>,
+  ) => {
     out[`${p}rewards/chosen`] = finiteMean(sel.map((x) => x.chosen));
     out[`${p}rewards/rejected`] = finiteMean(sel.map((x) => x.rejected));
     out[`${p}rewards/margins`] = finiteMean(sel.map((x) => safeDiff(x.chosen, x.rejected)));
     out[`${p}rewards/accuracies`] = finiteMean(sel.map((x) => (x.chosen > x.rejected ? 1 : 0)));
+    // TRL's logps/chosen and logps/rejected: the policy's own sequence log-probs (the paper's Figure 4)
+    if (sel.length && sel.every((x) => x.logpChosen !== undefined)) {
+      out[`${p}logps/chosen`] = finiteMean(sel.map((x) => x.logpChosen!));
+      out[`${p}logps/rejected`] = finiteMean(sel.map((x) => x.logpRejected!));
+    }
   };
   put(prefix, pairs);
   if (withPositions) {

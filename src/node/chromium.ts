@@ -36,7 +36,8 @@ export async function startApp(): Promise<{ server: ViteDevServer; url: string }
     root: REPO,
     configFile: `${REPO}/vite.config.ts`,
     logLevel: 'error',
-    server: { port: 0, host: '127.0.0.1', strictPort: false },
+    // no HMR and no file watching: an edit to the sources during a run must not reload the page under test
+    server: { port: 0, host: '127.0.0.1', strictPort: false, hmr: false, watch: null },
   });
   await server.listen();
   const { port } = server.httpServer!.address() as AddressInfo;

@@ -20,7 +20,7 @@ commands:
       --loss-only feeds the case's expected token log-probs to the loss module instead
       and checks both presets' loss, dL/ds and VCDist gates (1e-9).
       Exits 1 when any error is over tolerance.
-  bench [ops] [int4] [train] [page] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
+  bench [ops] [int4] [train] [page] [page-train] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
         [--models smolvlm,llava] [--json] [--out FILE]
       Benchmarks (ops and train when none is named). ops: MatMul throughput of
       onnxruntime-node used directly next to the same graphs through the project's
@@ -33,6 +33,10 @@ commands:
       against the Node engine's on the same EP and sample, the longest main-thread task,
       and a SmolVLM-256M-shaped checkpoint loaded by URL from another origin (load time,
       GPU buffer memory fp32 and int4, a second load from IndexedDB, scoring on wasm).
+      page-train: LoRA training in the page: an IC-VCO step on the default model in the
+      page against the Node engine's on the same EP (WebGPU and wasm), and the GPU buffer
+      memory of a SmolVLM-256M-shaped int4 base training LoRA r=16 in the page (slow on a
+      CPU Vulkan; --quick leaves it out).
       --quick: only a smaller SmolVLM-shaped scoring run (under 3 minutes), whose JSON
       has packed_vs_naive_speedup (page: without the 256M-shaped part). --out writes the
       JSON results to FILE as well.
@@ -183,7 +187,7 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       models: { type: 'string' },
     },
   });
-  const known = ['ops', 'int4', 'train', 'page'];
+  const known = ['ops', 'int4', 'train', 'page', 'page-train'];
   // the default run: the runtime layer's overhead and the training engine (int4's accuracy is its own suite)
   const suites = positionals.length ? positionals : values.quick ? ['train'] : ['ops', 'train'];
   const bad = suites.filter((x) => !known.includes(x));
@@ -219,6 +223,11 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       const r = await benchPage({ realSize: !values.quick, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
       results.page = r;
       if (!values.json) out(formatPageBench(r));
+    } else if (suite === 'page-train') {
+      const { benchPageTrain, formatPageTrainBench } = await import('./bench-page-train.js');
+      const r = await benchPageTrain({ memory: !values.quick, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
+      results['page-train'] = r;
+      if (!values.json) out(formatPageTrainBench(r));
     } else if (suite === 'int4') {
       const { benchInt4 } = await import('./bench-int4.js');
       const r = await benchInt4({ ep });

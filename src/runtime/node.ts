@@ -3,6 +3,7 @@
  * onnxruntime-node's CUDA EP is installed.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { type EP, type OrtModule, Runtime } from './runtime.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -24,8 +25,24 @@ function vulkanNote(): string {
   return gpuDevice ? 'system Vulkan driver' : 'no GPU device and no SwiftShader: WebGPU will find no adapter';
 }
 
-export async function createNodeRuntime(ep: EP = 'cpu'): Promise<Runtime> {
-  if (ep === 'wasm') throw new Error('the wasm EP is for browsers; in Node use cpu, webgpu or cuda');
+/**
+ * onnxruntime-web's wasm EP in Node: the browser's CPU kernels (MLAS compiled to wasm SIMD), so that a Node
+ * run can be compared with a page's wasm run kernel for kernel. `threads` as the page picks them (a
+ * cross-origin isolated page uses min(4, cores)).
+ */
+async function createNodeWasmRuntime(threads: number): Promise<Runtime> {
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = threads;
+  ort.env.logLevel = 'error';
+  const mod: OrtModule = {
+    Tensor: ort.Tensor as unknown as OrtModule['Tensor'],
+    InferenceSession: { create: (model, options) => ort.InferenceSession.create(model, { logSeverityLevel: 3, ...options }) },
+  };
+  return new Runtime(mod, 'node', 'wasm', `onnxruntime-web wasm EP in Node; ${threads} wasm thread(s)`);
+}
+
+export async function createNodeRuntime(ep: EP = 'cpu', o: { wasmThreads?: number } = {}): Promise<Runtime> {
+  if (ep === 'wasm') return createNodeWasmRuntime(o.wasmThreads ?? Math.max(1, Math.min(4, availableParallelism())));
   const note = ep === 'webgpu' ? vulkanNote() : '';
   const ort = (await import('onnxruntime-node')) as unknown as OrtModule & {
     listSupportedBackends?: () => Array<{ name: string }>;

@@ -186,6 +186,8 @@ export class Runtime {
    * out of bounds" in its wasm module, so on the web they queue
    */
   private readonly runQueue = { tail: Promise.resolve() as Promise<unknown> };
+  /** where the platform can count them (the page's WebGPU device), the GPU buffers held: live bytes and peak */
+  gpuMemory?: { live: number; peak: number; buffers: number; resetPeak(): void };
 
   constructor(
     readonly ort: OrtModule,
@@ -208,7 +210,13 @@ export class Runtime {
       options.preferredOutputLocation = Object.fromEntries(opts.keepOnDevice.map((n) => [n, 'gpu-buffer' as const]));
     }
     const s = await this.ort.InferenceSession.create(bytes, options);
-    return new Session(s, s.inputNames, s.outputNames, opts.weights, this.platform === 'web' ? this.runQueue : undefined);
+    return new Session(
+      s,
+      s.inputNames,
+      s.outputNames,
+      opts.weights,
+      this.platform === 'web' || this.ep === 'wasm' ? this.runQueue : undefined,
+    );
   }
 
   tensor(type: TensorDType, data: Tensor.DataType, dims: readonly number[]): Tensor {

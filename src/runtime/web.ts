@@ -134,6 +134,44 @@ export interface WebRuntimeOptions {
   onDeviceLost?: (info: { reason: string; message: string }) => void;
 }
 
+/**
+ * Every GPU buffer ORT's device holds, counted where they are made: createBuffer is wrapped so that the live
+ * bytes (ORT's buffer pools included: a freed tensor's buffer stays allocated for reuse) and their peak are
+ * known. WebGPU offers no query of a device's memory; this is the number that decides whether a run fits.
+ */
+export class GpuMemoryMeter {
+  live = 0;
+  peak = 0;
+  buffers = 0;
+
+  constructor(device: GpuDeviceLike) {
+    const create = device.createBuffer.bind(device);
+    device.createBuffer = (d) => {
+      const b = create(d);
+      const size = b.size;
+      this.live += size;
+      this.buffers++;
+      if (this.live > this.peak) this.peak = this.live;
+      const destroy = b.destroy.bind(b);
+      let gone = false;
+      b.destroy = () => {
+        if (!gone) {
+          gone = true;
+          this.live -= size;
+          this.buffers--;
+        }
+        destroy();
+      };
+      return b;
+    };
+  }
+
+  /** start a new peak from what is live now */
+  resetPeak(): void {
+    this.peak = this.live;
+  }
+}
+
 /** ORT's GPUDevice, where the WebGPU EP started (for loss handling and tests that simulate a loss) */
 let ortDevice: GpuDeviceLike | undefined;
 
@@ -166,8 +204,11 @@ export async function createWebRuntime(prefer: 'webgpu' | 'wasm' = 'webgpu', o: 
     const device = (await ort.env.webgpu.device) as unknown as GpuDeviceLike;
     if (!device) throw new Error('ORT published no GPUDevice');
     ortDevice = device;
+    const meter = new GpuMemoryMeter(device);
     device.lost?.then((info) => o.onDeviceLost?.({ reason: info?.reason ?? 'unknown', message: info?.message ?? '' }));
-    return new Runtime(asOrtModule(ort), 'web', 'webgpu', `WebGPU: ${probe.name}`, gpuUploader(ort, device));
+    const rt = new Runtime(asOrtModule(ort), 'web', 'webgpu', `WebGPU: ${probe.name}`, gpuUploader(ort, device));
+    rt.gpuMemory = meter;
+    return rt;
   } catch (e) {
     return new Runtime(
       asOrtModule(ort),

@@ -3,9 +3,25 @@
  * structured clone and transfer carry; File objects) and the worker's API. No onnxruntime types appear here.
  */
 import type { ImageOrder, MarginsReport, MarginsRequest } from '../inspect/margins.js';
+import type { CategoryMetrics } from '../eval/yesno.js';
+import type { AdapterInfo } from './adapters.js';
+import type { DataInput, DataPreview, PreviewRow } from './data-input.js';
 import type { StoredFile } from './storage.js';
+import type { RunConfig, RunStatus, RunSummary, StepReport, TrainEvent } from './training.js';
 
 export type { ImageOrder, MarginsReport, MarginsRequest, StoredFile };
+export type {
+  AdapterInfo,
+  CategoryMetrics,
+  DataInput,
+  DataPreview,
+  PreviewRow,
+  RunConfig,
+  RunStatus,
+  RunSummary,
+  StepReport,
+  TrainEvent,
+};
 
 /** the element types the engine exchanges (onnxruntime's names) */
 export type WireType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'uint32' | 'int8' | 'uint8' | 'bool';
@@ -158,4 +174,39 @@ export interface EngineWorkerApi {
   demoBackward(): Promise<DemoBackwardResult>;
   /** destroy the GPUDevice as a driver reset would (tests of the recovery path); false when not on WebGPU */
   loseDeviceForTest(): Promise<boolean>;
+  /** fill one of the model's weights with NaN, as a corrupted buffer would be (tests of a run's NaN stop) */
+  poisonWeightForTest(name: string): Promise<void>;
+
+  // ---- training (src/worker/training.ts): the same Trainer as vco-lab, durable in IndexedDB
+  /** training events (a step's report, a status change) go to this callback */
+  onTrain(cb: (e: TrainEvent) => void): void;
+  /** read and check a data set for the next run (every row, every image); its preview */
+  prepareData(input: DataInput, options?: { skipBad?: boolean }): Promise<DataPreview>;
+  /** a new run on the loaded model and the prepared data; it trains in the background until done or paused */
+  startRun(config: RunConfig): Promise<RunSummary>;
+  /** a stored run from its last checkpoint (the same model must be loaded) */
+  resumeRun(id: string): Promise<RunSummary>;
+  /** stop after the current step and checkpoint */
+  pauseRun(): Promise<void>;
+  stopRun(): Promise<void>;
+  /** one step of a paused run */
+  stepRun(): Promise<StepReport>;
+  runs(): Promise<RunSummary[]>;
+  runLogs(id: string): Promise<StepReport[]>;
+  deleteRun(id: string): Promise<void>;
+  /** the ShapesWorld benchmark on the base model and (with an adapter on) the adapter */
+  evaluate(
+    perCategory: number,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<Record<string, Record<string, CategoryMetrics>>>;
+  /** keep the open run's adapter in the library */
+  saveRunAdapter(name: string): Promise<AdapterInfo>;
+  adapters(): Promise<AdapterInfo[]>;
+  renameAdapter(id: string, name: string): Promise<void>;
+  deleteAdapter(id: string): Promise<void>;
+  /** a zip of the PEFT folder */
+  exportAdapter(id: string): Promise<{ name: string; zip: Uint8Array }>;
+  importAdapter(files: File[], name: string): Promise<AdapterInfo>;
+  /** put a library adapter on the engine (the inspector's policy) */
+  useAdapter(id: string): Promise<ModelSummary>;
 }

@@ -43,6 +43,20 @@ import type {
 import { DEFAULT_MODEL_NAME, defaultModelUrls } from './default-model.js';
 import { buildDemoGraphs } from './demo.js';
 import { cachingFetch, deleteStored, listStored, storageEstimate } from './storage.js';
+import { deleteAdapter, exportAdapterZip, getAdapter, importAdapter, listAdapters, renameAdapter } from './adapters.js';
+import { prepareData } from './data-input.js';
+import {
+  type RunData,
+  type RunRecord,
+  type RunSummary,
+  TrainingSession,
+  type TrainEvent,
+  deleteRun,
+  getRun,
+  listRuns,
+} from './training.js';
+import { shapesBenchmark } from '../eval/shapesworld.js';
+import { benchmarkMetrics } from '../eval/yesno.js';
 import { toWireArray } from './wire.js';
 
 /** the loaded model: its engine, what turns text and images into rows, and what the page is told about it */
@@ -50,7 +64,10 @@ interface Loaded extends ChatModel {
   name: string;
   engine: Engine;
   options: LoadOptions;
-  adapter: { name: string; adapter: Adapter } | null;
+  /** where it came from (a run records it, to reload the model for a resume) */
+  source: ModelSource;
+  /** the adapter on the engine: loaded from PEFT files, or a training run's */
+  adapter: { name: string; adapter?: Adapter } | null;
   seconds: { download: number; upload: number };
 }
 
@@ -60,6 +77,10 @@ let runtime: Runtime | undefined;
 let store: WeightStore | undefined;
 let starting: Promise<Runtime> | undefined;
 let emit: (e: WorkerEvent) => void = () => {};
+let emitTrain: (e: TrainEvent) => void = () => {};
+/** the data set prepared for the next run, and the run being trained */
+let pending: RunData | null = null;
+let session: TrainingSession | null = null;
 /** the load or scoring in progress, which cancel() aborts */
 let current: AbortController | undefined;
 
@@ -194,6 +215,18 @@ function summary(m: Loaded): ModelSummary {
   };
 }
 
+function summaryOfRun(r: RunRecord): RunSummary {
+  const { checkpoint: _c, data, logs, ...rest } = r;
+  return {
+    ...rest,
+    lastLog: logs[logs.length - 1],
+    dataSummary:
+      data.kind === 'shapesworld'
+        ? `ShapesWorld: ${data.options.pairs} pairs, seed ${data.options.seed}`
+        : `${data.records.length} rows of ${data.source}`,
+  };
+}
+
 function need(): Loaded {
   if (!model) throw new Error('no model is loaded: load one in the model library first');
   return model;
@@ -273,6 +306,7 @@ const api: EngineWorkerApi = {
         placeholder: data.placeholder,
         engine,
         options,
+        source,
         adapter: null,
         seconds: { download: (t1 - t0) / 1000, upload: (performance.now() - t1) / 1000 },
       };
@@ -351,6 +385,148 @@ const api: EngineWorkerApi = {
     return margins.map((d) => ({ margin: d, pYes: 1 / (1 + Math.exp(-d)) }));
   },
 
+  onTrain(cb) {
+    emitTrain = cb;
+  },
+
+  async prepareData(input, o = {}) {
+    return job(async (signal) => {
+      const r = await prepareData(input, { skipBad: o.skipBad, signal });
+      pending = r.data;
+      return r.preview;
+    });
+  },
+
+  async startRun(config) {
+    const m = need();
+    if (session?.record.status === 'running') throw new Error('a run is training: pause or stop it first');
+    if (!pending) throw new Error('no training data: generate a ShapesWorld set or pick a data folder first');
+    const now = Date.now();
+    const record: RunRecord = {
+      id: `run-${now.toString(36)}`,
+      config,
+      data: pending,
+      model: { name: m.name, source: m.source, int4: !!m.options.int4 },
+      status: 'paused',
+      step: 0,
+      createdAt: now,
+      updatedAt: now,
+      samples: 0,
+      logs: [],
+      checkpointStep: 0,
+    };
+    session = await TrainingSession.open(record, m.engine, m, emitTrain);
+    m.adapter = { name: `run ${config.name}` };
+    void session.run();
+    return summaryOfRun(record);
+  },
+
+  async resumeRun(id) {
+    const m = need();
+    if (session?.record.status === 'running') throw new Error('a run is training: pause or stop it first');
+    const record = await getRun(id);
+    if (!record) throw new Error(`no run "${id}" in this browser (deleted?)`);
+    if (record.model.name !== m.name || record.model.int4 !== !!m.options.int4) {
+      throw new Error(
+        `the run trains ${record.model.name}${record.model.int4 ? ' (int4)' : ''}, but ${m.name}${m.options.int4 ? ' (int4)' : ''} is loaded: load that model first`,
+      );
+    }
+    session = await TrainingSession.open(record, m.engine, m, emitTrain);
+    m.adapter = { name: `run ${record.config.name}` };
+    if (!session.done) void session.run();
+    return summaryOfRun(record);
+  },
+
+  async pauseRun() {
+    await session?.pause();
+  },
+
+  async stopRun() {
+    await session?.stop();
+  },
+
+  async stepRun() {
+    if (!session) throw new Error('no run is open');
+    return session.single();
+  },
+
+  async runs() {
+    return listRuns();
+  },
+
+  async runLogs(id) {
+    if (session?.record.id === id) return session.record.logs;
+    return (await getRun(id))?.logs ?? [];
+  },
+
+  async deleteRun(id) {
+    if (session?.record.id === id) {
+      if (session.record.status === 'running') throw new Error('the run is training: stop it first');
+      session = null;
+    }
+    await deleteRun(id);
+  },
+
+  async evaluate(perCategory, onProgress) {
+    const m = need();
+    return job(async (signal) => {
+      const items = shapesBenchmark(perCategory);
+      const out: Record<string, Record<string, { accuracy: number; f1: number; yes_ratio: number; n: number }>> = {};
+      const which = m.engine.lora.size ? (['reference', 'policy'] as const) : (['reference'] as const);
+      for (const [k, w] of which.entries()) {
+        const margins = await yesNoMargins(m.engine, m, items, {
+          which: w,
+          signal,
+          onProgress: onProgress && ((d, n) => onProgress(k * n + d, which.length * n)),
+        });
+        out[w === 'reference' ? 'base' : 'adapter'] = benchmarkMetrics(m.name, items, margins).categories;
+      }
+      return out;
+    });
+  },
+
+  async saveRunAdapter(name) {
+    if (!session) throw new Error('no run is open');
+    const { files: _f, ...a } = await session.saveAdapter(name);
+    return { ...a, bytes: 0 };
+  },
+
+  async adapters() {
+    return listAdapters();
+  },
+
+  async renameAdapter(id, name) {
+    await renameAdapter(id, name);
+  },
+
+  async deleteAdapter(id) {
+    await deleteAdapter(id);
+  },
+
+  async exportAdapter(id) {
+    const r = await exportAdapterZip(id);
+    return transfer(r, [r.zip.buffer as ArrayBuffer]);
+  },
+
+  async importAdapter(files, name) {
+    const m = need();
+    const map = new Map<string, Uint8Array>();
+    for (const f of files) {
+      const n = ((f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name).split('/').pop()!;
+      if (n === 'adapter_config.json' || n === 'adapter_model.safetensors') map.set(n, new Uint8Array(await f.arrayBuffer()));
+    }
+    return importAdapter(map, name, m.name);
+  },
+
+  async useAdapter(id) {
+    const m = need();
+    const a = await getAdapter(id);
+    const adapter = adapterFromFiles(new Map(Object.entries(a.files)), a.name);
+    await m.engine.setAdapter(adapter);
+    m.adapter = { name: a.name, adapter };
+    return summary(m);
+  },
+
   async runModel(bytes, feeds, fetches) {
     const res = await run(await rt(), bytes, feeds, fetches);
     return transfer(res, transferables(res));
@@ -398,6 +574,14 @@ const api: EngineWorkerApi = {
 
   async loseDeviceForTest() {
     return loseWebGpuDevice();
+  },
+
+  async poisonWeightForTest(name) {
+    const m = need();
+    const t = m.engine.weights.get(name);
+    if (!t) throw new Error(`the model has no weight ${name}`);
+    const r = await rt();
+    await m.engine.weights.set(name, r.tensor('float32', new Float32Array(t.size).fill(NaN), t.dims));
   },
 };
 

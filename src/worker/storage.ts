@@ -18,18 +18,44 @@ export interface StoredFile {
   savedAt: number;
 }
 
+/** a training run in the page: its config and data, its latest checkpoint and its metrics (runs.ts) */
+export interface StoredRun {
+  id: string;
+  [k: string]: unknown;
+}
+
+/** an adapter in the page's library: PEFT files and what made them */
+export interface StoredAdapter {
+  id: string;
+  name: string;
+  baseModel: string;
+  objective: string;
+  steps: number;
+  createdAt: number;
+  metrics: Record<string, number>;
+  files: Record<string, Uint8Array>;
+}
+
 interface VcoDb extends DBSchema {
   files: { key: string; value: StoredFile & { blob: Blob }; indexes: { model: string } };
+  runs: { key: string; value: StoredRun };
+  adapters: { key: string; value: StoredAdapter };
 }
 
 const DB = 'vco-lab';
 let dbp: Promise<IDBPDatabase<VcoDb>> | undefined;
 
 export function db(): Promise<IDBPDatabase<VcoDb>> {
-  dbp ??= openDB<VcoDb>(DB, 1, {
-    upgrade(d) {
-      const files = d.createObjectStore('files', { keyPath: 'url' });
-      files.createIndex('model', 'model');
+  dbp ??= openDB<VcoDb>(DB, 2, {
+    upgrade(d, from) {
+      if (from < 1) {
+        const files = d.createObjectStore('files', { keyPath: 'url' });
+        files.createIndex('model', 'model');
+      }
+      if (from < 2) {
+        d.createObjectStore('runs', { keyPath: 'id' });
+        d.createObjectStore('adapters', { keyPath: 'id' });
+      }
     },
   });
   return dbp;

@@ -88,7 +88,7 @@ describe.runIf(chromiumAvailable())('the model library in headless Chromium', ()
     }
   }, 300_000);
 
-  it('a folder picked from disk loads; a broken one shows the loader\'s message and keeps the model', async () => {
+  it("a folder picked from disk loads; a broken one shows the loader's message and keeps the model", async () => {
     const page = await modelsPage();
     let n = await loads(page);
     await page.getByLabel('Model folder from disk', { exact: false }).setInputFiles(DEFAULT_MODEL_DIR);
@@ -103,7 +103,9 @@ describe.runIf(chromiumAvailable())('the model library in headless Chromium', ()
     n = await loads(page);
     await page.getByLabel('Model folder from disk', { exact: false }).setInputFiles(broken);
     await page.waitForSelector('[data-testid="library-error"]', { timeout: 60_000 });
-    expect(await page.getByTestId('library-error').textContent()).toMatch(/config\.json: field "text_config\.hidden_size" is missing/);
+    expect(await page.getByTestId('library-error').textContent()).toMatch(
+      /config\.json: field "text_config\.hidden_size" is missing/,
+    );
     expect(await loads(page)).toBe(n);
     expect(await page.getByTestId('current-model').textContent()).toMatch(/shapesworld-tiny/);
     await page.close();
@@ -113,7 +115,10 @@ describe.runIf(chromiumAvailable())('the model library in headless Chromium', ()
     // an adapter with non-zero B (a trained one's shape), written as PEFT writes it
     const ckpt = loadCheckpointDir(DEFAULT_MODEL_DIR);
     const rt = await createNodeRuntime('cpu');
-    const e = await Engine.create(rt, checkConfig(ckpt.config), ckpt, { lora: { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'] }, seed: 3 });
+    const e = await Engine.create(rt, checkConfig(ckpt.config), ckpt, {
+      lora: { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+      seed: 3,
+    });
     const rand = rng(9);
     for (const p of e.lora.values()) for (let i = 0; i < p.B.length; i++) p.B[i] = 0.3 * (rand() - 0.5);
     const adapterDir = join(tmp, 'adapter');
@@ -122,9 +127,13 @@ describe.runIf(chromiumAvailable())('the model library in headless Chromium', ()
 
     const page = await modelsPage();
     await page.getByLabel(/^PEFT adapter folder \(/).setInputFiles(adapterDir);
-    await page.waitForFunction(() => /adapter: adapter/.test(document.querySelector('[data-testid="current-model"]')?.textContent ?? ''), null, {
-      timeout: 60_000,
-    });
+    await page.waitForFunction(
+      () => /adapter: adapter/.test(document.querySelector('[data-testid="current-model"]')?.textContent ?? ''),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
     expect(await page.getByTestId('current-model').textContent()).toMatch(/LoRA modules, rank 4/);
     await page.goto(`${url}#/inspect?sw=5&order=m-first&objective=icvco`);
     await page.waitForSelector('[data-testid="score-table"]', { timeout: 240_000 });
@@ -132,7 +141,13 @@ describe.runIf(chromiumAvailable())('the model library in headless Chromium', ()
     const got: MarginsReport = JSON.parse(readFileSync((await dl.path())!, 'utf8'));
     expect(got.model.adapter).toBe('adapter');
     let out = '';
-    expect(await main(['margins', '--shapesworld', '5', '--adapter', adapterDir, '--json'], (s) => (out += s), () => {})).toBe(0);
+    expect(
+      await main(
+        ['margins', '--shapesworld', '5', '--adapter', adapterDir, '--json'],
+        (s) => (out += s),
+        () => {},
+      ),
+    ).toBe(0);
     const want: MarginsReport = JSON.parse(out);
     // the adapter moves the policy: log-ratios are not zero
     expect(Math.abs(want.sequences['m|y'].log_ratio.full)).toBeGreaterThan(1e-3);

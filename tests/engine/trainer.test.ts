@@ -11,7 +11,7 @@ import { checkpointFiles, exportPeft, restoreCheckpoint } from '../../src/engine
 import { Engine, type LoraSettings } from '../../src/engine/engine.js';
 import { clipGradNorm, lrFactor } from '../../src/engine/optim.js';
 import type { EngineSample } from '../../src/engine/sample.js';
-import { type TrainConfig, Trainer } from '../../src/engine/trainer.js';
+import { type TrainConfig, Trainer, TrainingDiverged } from '../../src/engine/trainer.js';
 import { readAdapter } from '../../src/model/peft.js';
 import { checkConfig as specFromConfig } from '../../src/model/families/index.js';
 import { parseSafetensorsHeader } from '../../src/model/safetensors.js';
@@ -187,6 +187,28 @@ describe('checkpoints', () => {
     expect(resumed.state.step).toBe(4);
     for (const [k, p] of straight.parameters()) expect(Array.from(resumed.parameters().get(k)!), k).toEqual(Array.from(p));
   }, 600_000);
+
+  it('a non-finite loss stops the step before the update: TrainingDiverged, the adapter and the step count unchanged', async () => {
+    const lora: LoraSettings = { r: 4, alpha: 8, targets: ['q_proj', 'v_proj'] };
+    const t = new Trainer(await engineFor(CASE, lora), fourSamples(), { ...BASE, batchSize: 2 });
+    await t.step();
+    const before = new Map([...t.parameters()].map(([k, v]) => [k, Float32Array.from(v)]));
+    // one LoRA A matrix becomes NaN on the device only (a corrupted buffer): the forward pass gives NaN scores
+    const [name] = [...t.engine.weights.names()].filter((n) => n.includes('lora_A'));
+    const w = t.engine.weights.get(name)!;
+    await t.engine.weights.set(name, t.engine.rt.tensor('float32', new Float32Array(w.size).fill(NaN), w.dims));
+    const err = await t.step().then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(TrainingDiverged);
+    expect(err!.message).toMatch(
+      /^step 2, sample \S+: policy score "[^"]+" is NaN; sequence scores must be finite sums of token log-probs \(non-finite weights or an overflow in the forward pass\); the adapter keeps its last values$/,
+    );
+    expect(t.state.step).toBe(1);
+    for (const [k, v] of t.parameters()) expect(Array.from(v), k).toEqual(Array.from(before.get(k)!));
+    await t.engine.release();
+  }, 120_000);
 
   it("exports a PEFT adapter with the reference adapters' file names and keys, and reads back", async () => {
     const ref = join(PUBLIC_CASES[2].dir, 'adapter'); // target list q/v/up: LM and tower
