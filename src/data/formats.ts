@@ -179,7 +179,7 @@ export function collectRows<K extends RowKind>(
   return { rows, problems };
 }
 
-/** rows with their 1-based line numbers; empty lines are skipped; the first bad line is an error */
+/** rows with their 1-based line numbers; empty lines are skipped; the first bad line, or no row at all, is an error */
 export function parseRows<K extends RowKind>(
   text: string,
   file: string,
@@ -187,6 +187,10 @@ export function parseRows<K extends RowKind>(
 ): { line: number; row: K extends 'preference' ? PreferenceRow : SftRow }[] {
   const { rows, problems } = collectRows(text, file, kind);
   if (problems.length) throw new DataFormatError(problems[0].message);
+  if (!rows.length)
+    throw new DataFormatError(
+      `${file} holds no rows (${text.length ? 'only blank lines' : 'it is empty'}); write one JSON object per line`,
+    );
   return rows;
 }
 

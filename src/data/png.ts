@@ -14,7 +14,8 @@ export function encodePng(img: RgbImage): Uint8Array {
 export function decodePng(bytes: Uint8Array, file = 'PNG'): RgbImage {
   let png;
   try {
-    png = decode(bytes);
+    // checkCrc: a damaged chunk is an error, not an image with wrong pixels
+    png = decode(bytes, { checkCrc: true });
   } catch (e) {
     throw new Error(`${file}: not a readable PNG (${(e as Error).message})`, { cause: e });
   }
@@ -25,8 +26,10 @@ export function decodePng(bytes: Uint8Array, file = 'PNG'): RgbImage {
     );
   }
   const n = png.width * png.height,
-    src = png.data,
-    data = new Uint8Array(n * 3);
+    src = png.data;
+  if (!(n > 0) || src.length < n * png.channels)
+    throw new Error(`${file}: damaged PNG (${png.width}x${png.height} pixels, ${src.length} bytes of pixel data); re-save it`);
+  const data = new Uint8Array(n * 3);
   if (png.channels === 3) data.set(src.subarray(0, n * 3));
   else
     for (let i = 0; i < n; i++) {

@@ -16,6 +16,7 @@
  */
 import type { Tensor } from 'onnxruntime-common';
 import type { Checkpoint } from '../model/checkpoint.js';
+import { matchAdapter } from '../model/adapter-check.js';
 import { type Adapter, peftMatches } from '../model/peft.js';
 import { type LoraInput, type VlmSpec, linearModules, parameterList, prefixes, stackImages } from '../model/vlm.js';
 import { int4Block, uploadWeights } from '../model/weights.js';
@@ -153,6 +154,8 @@ export class Engine {
   private readonly featureCache = new Map<string, Promise<Tensor>>();
   private readonly lowerCache = new Map<string, Tensor>();
   readonly stats = { visionRuns: 0, layerRuns: 0, featureCacheHits: 0, lowerStackHits: 0 };
+  /** what the loaded adapter's check found that changes no number (modules left as the base model has them) */
+  adapterNotes: string[] = [];
   /** bytes of frozen weights uploaded (int4 blocks count as stored) */
   weightBytes = 0;
   /** what the graphs of this model are, for session-cache keys (spec and precision) */
@@ -202,6 +205,7 @@ export class Engine {
       for (const ab of ['A', 'B']) this.weights.delete(`${p.module}.lora_${ab}.weight`);
     }
     this.lora.clear();
+    this.adapterNotes = [];
     this.loraLayers.clear();
     this.visionTrainable = false;
     this.layerLora = null;
@@ -215,9 +219,12 @@ export class Engine {
         .map((p) => [p.name.slice(0, -'.weight'.length), p.linear!]),
     );
     if ('modules' in lora) {
-      for (const [m, l] of lora.modules) {
-        const lin = info.get(m);
-        if (!lin) continue; // e.g. a SigLIP head module LLaVA never runs
+      // every tensor fits a targeted module of this model, or the loader says why (adapter-check.ts)
+      const match = matchAdapter(s, lora);
+      this.adapterNotes = match.notes;
+      for (const [name, m] of match.modules) {
+        const l = lora.modules.get(name)!,
+          lin = info.get(m)!;
         this.lora.set(m, {
           module: m,
           r: l.r,

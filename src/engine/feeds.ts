@@ -50,6 +50,14 @@ export interface BatchLayout {
   targets: BigInt64Array;
 }
 
+/** an input the model cannot take (a token id out of range): a clear error before any graph runs */
+export class InputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
+
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
 export function layoutBatch(spec: VlmSpec, rows: ReadonlyArray<ScoreRow>, o: BatchLayoutOptions = {}): BatchLayout {
@@ -59,6 +67,18 @@ export function layoutBatch(spec: VlmSpec, rows: ReadonlyArray<ScoreRow>, o: Bat
   const m = o.lengthMultiple ?? 1,
     hd = spec.text.headDim;
   const pad = BigInt(o.padId ?? (spec.imageTokenId === 0 ? 1 : 0));
+  // an id outside the embedding table would fail deep inside a Gather (or read garbage on some EPs)
+  const V = spec.text.vocab;
+  rows.forEach((r, b) =>
+    [r.prompt, ...r.responses].forEach((seq, j) => {
+      const i = seq.findIndex((t) => !(Number.isInteger(t) && t >= 0 && t < V));
+      if (i >= 0)
+        throw new InputError(
+          `row ${b}: token id ${seq[i]} at position ${i} of its ${j ? `response ${j}` : 'prompt'} is outside the ` +
+            `model's vocabulary (0..${V - 1}, config.json vocab_size): the tokenizer and the model do not belong together`,
+        );
+    }),
+  );
   const layouts = rows.map((r) => packSequence(r.prompt, r.responses));
   const L = Math.max(roundUp(Math.max(...layouts.map((l) => l.ids.length)), m), o.length ?? 0);
   const R = Math.max(

@@ -60,7 +60,18 @@ export async function yesNoMargins(
     onProgress: o.onProgress,
     signal: o.signal,
   });
-  return lps.map(([lpYes, lpNo]) => lpYes[0] - lpNo[0]);
+  const margins = lps.map(([lpYes, lpNo]) => lpYes[0] - lpNo[0]);
+  // a NaN margin would count as "no" and make an ordinary-looking accuracy: stop instead
+  const bad = margins.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    const it = items[bad];
+    throw new Error(
+      `question ${bad} (${it.category}: "${it.question}"): log p("Yes") - log p("No") is ${margins[bad]} ` +
+        `(${lps[bad][0][0]} - ${lps[bad][1][0]}): the model${o.which === 'reference' ? '' : ' or its adapter'} computes ` +
+        'non-finite values (an overflow in the forward pass, or weights damaged after loading); no accuracy is reported',
+    );
+  }
+  return margins;
 }
 
 export function categoryMetrics(answers: readonly ('yes' | 'no')[], saidYes: readonly boolean[]): CategoryMetrics {

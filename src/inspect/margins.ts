@@ -158,6 +158,19 @@ function sequenceReport(m: InspectModel, s: EngineSample, key: SeqKey, pol: Samp
   const p = Array.from(pol.tokens[key]!),
     r = Array.from(ref.tokens[key]!);
   const score = { policy_full: sum(p), reference_full: sum(r), policy_masked: sum(p, mask), reference_masked: sum(r, mask) };
+  // a non-finite log-prob would flow into every margin and loss as NaN: stop with the sequence named
+  for (const [side, xs] of [
+    ['policy', p],
+    ['reference', r],
+  ] as const) {
+    const t = xs.findIndex((x) => !Number.isFinite(x));
+    if (t >= 0)
+      throw new Error(
+        `sequence ${key}: the ${side} log-prob of token ${t} ("${m.tokenizer.decode([ids[t]])}") is ${xs[t]}: ` +
+          `the model${side === 'policy' ? ' with its adapter' : ''} computes non-finite values ` +
+          '(an overflow in the forward pass, or weights damaged after loading); no margin is reported',
+      );
+  }
   return {
     context,
     response,

@@ -6,7 +6,7 @@
 import { checkConfig, familyForConfig } from './families/index.js';
 import { parseJsonFile } from './files.js';
 import type { ImageProcessor, ProcessorOptions } from './processor.js';
-import { type VlmTokenizer, loadTokenizer } from './tokenizer.js';
+import { TokenizerError, type VlmTokenizer, loadTokenizer } from './tokenizer.js';
 import type { VlmSpec } from './types.js';
 
 export * from './config.js';
@@ -33,6 +33,16 @@ export interface ModelData {
  * return them): config.json, tokenizer.json (+ tokenizer_config.json, chat template), preprocessor_config.json
  * (+ processor_config.json). Errors name `location/<file>`.
  */
+/** a tokenizer file's error names the folder it is in */
+function withLocation<T>(location: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof TokenizerError) throw new TokenizerError(`${location}/${e.message}`);
+    throw e;
+  }
+}
+
 export function modelDataFromFiles(
   files: ReadonlyMap<string, Uint8Array>,
   location: string,
@@ -50,7 +60,7 @@ export function modelDataFromFiles(
   const proc = files.has('processor_config.json') ? need('processor_config.json') : {};
   return {
     config,
-    tokenizer: loadTokenizer(files),
+    tokenizer: withLocation(location, () => loadTokenizer(files)),
     processor: family.createProcessor(config, pre, proc, opts),
     placeholder: family.imagePlaceholder,
   };

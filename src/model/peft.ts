@@ -18,6 +18,10 @@ export interface LoraConfig {
   alpha_pattern?: Record<string, number>;
   use_dora?: boolean;
   bias?: string;
+  /** PEFT: modules never adapted, even where target_modules names them (regex or names) */
+  exclude_modules?: string | string[] | null;
+  /** PEFT: only these layer indices are adapted */
+  layers_to_transform?: number | number[] | null;
 }
 
 export interface LoraModule {
@@ -27,6 +31,8 @@ export interface LoraModule {
   scale: number;
   A: HostTensor;
   B: HostTensor;
+  /** the tensors' keys in the file */
+  keys?: { A: string; B: string };
 }
 
 export interface Adapter {
@@ -34,6 +40,8 @@ export interface Adapter {
   modules: Map<string, LoraModule>;
   /** the file the tensors came from, for error messages */
   file: string;
+  /** adapter_config.json's path, for error messages */
+  configFile: string;
 }
 
 export const PEFT_PREFIX = 'base_model.model.';
@@ -45,7 +53,7 @@ export function peftMatches(module: string, target: string | string[]): boolean 
 }
 
 /** rank_pattern / alpha_pattern keys match as PEFT does: a regex on the end of the name after a dot */
-function patterned(module: string, pattern: Record<string, number> | undefined, fallback: number): number {
+export function patterned(module: string, pattern: Record<string, number> | undefined, fallback: number): number {
   for (const [k, v] of Object.entries(pattern ?? {})) if (new RegExp(`(^|\\.)${k}$`).test(module)) return v;
   return fallback;
 }
@@ -56,20 +64,60 @@ export function loraScale(c: LoraConfig, module: string, r: number): number {
 }
 
 export function validateLoraConfig(raw: Record<string, unknown>, file: string): LoraConfig {
-  const need = (k: string, type: string) => {
-    if (raw[k] === undefined || raw[k] === null) throw new CheckpointError(`${file}: field "${k}" is missing`);
-    if (type !== 'any' && typeof raw[k] !== type) throw new CheckpointError(`${file}: field "${k}" must be a ${type}`);
+  const fail = (k: string, what: string): never => {
+    throw new CheckpointError(`${file}: field "${k}" ${what}`);
   };
-  need('r', 'number');
-  need('lora_alpha', 'number');
-  need('target_modules', 'any');
-  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA') {
-    throw new CheckpointError(`${file}: field "peft_type" is ${String(raw.peft_type)}; only LORA adapters are supported`);
+  const isNames = (v: unknown) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+  if (raw.r === undefined || raw.r === null) fail('r', 'is missing (the LoRA rank)');
+  if (!Number.isInteger(raw.r) || (raw.r as number) < 1)
+    fail('r', `is ${JSON.stringify(raw.r)}; the rank must be a positive integer`);
+  if (raw.lora_alpha === undefined || raw.lora_alpha === null) fail('lora_alpha', 'is missing');
+  if (typeof raw.lora_alpha !== 'number' || !Number.isFinite(raw.lora_alpha) || raw.lora_alpha <= 0)
+    fail('lora_alpha', `is ${JSON.stringify(raw.lora_alpha)}; it must be a positive number (the scale is lora_alpha / r)`);
+  if (raw.target_modules === undefined || raw.target_modules === null) fail('target_modules', 'is missing');
+  if (!isNames(raw.target_modules))
+    fail('target_modules', `is ${JSON.stringify(raw.target_modules)}; it must be a regex string or a list of module names`);
+  const regex = (k: string, pattern: string) => {
+    try {
+      new RegExp(pattern);
+    } catch (e) {
+      fail(k, `holds ${JSON.stringify(pattern)}, not a valid regular expression (${(e as Error).message})`);
+    }
+  };
+  if (typeof raw.target_modules === 'string') regex('target_modules', raw.target_modules);
+  if (raw.exclude_modules != null && !isNames(raw.exclude_modules))
+    fail('exclude_modules', 'must be a regex string or a list of module names');
+  if (typeof raw.exclude_modules === 'string') regex('exclude_modules', raw.exclude_modules);
+  const ltt = raw.layers_to_transform;
+  if (ltt != null && !(Number.isInteger(ltt) || (Array.isArray(ltt) && ltt.every(Number.isInteger))))
+    fail('layers_to_transform', 'must be a layer index or a list of them');
+  for (const k of ['rank_pattern', 'alpha_pattern']) {
+    const v = raw[k];
+    if (v == null) continue;
+    if (typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'number' && x > 0))
+      fail(k, 'must map module patterns to positive numbers');
+    for (const key of Object.keys(v)) regex(k, key);
   }
-  if (raw.use_dora) throw new CheckpointError(`${file}: field "use_dora" is true; DoRA adapters are not supported`);
-  if (raw.bias && raw.bias !== 'none')
-    throw new CheckpointError(`${file}: field "bias" is ${String(raw.bias)}; only "none" is supported`);
+  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA')
+    fail('peft_type', `is ${String(raw.peft_type)}; only LORA adapters are supported`);
+  if (raw.use_dora) fail('use_dora', 'is true; DoRA adapters are not supported');
+  if (raw.bias && raw.bias !== 'none') fail('bias', `is ${String(raw.bias)}; only "none" is supported`);
   return raw as unknown as LoraConfig;
+}
+
+/**
+ * Does PEFT adapt this module: target_modules names it, exclude_modules does not, and its layer index (if
+ * any) is in layers_to_transform.
+ */
+export function peftTargets(c: LoraConfig, module: string): boolean {
+  if (!peftMatches(module, c.target_modules)) return false;
+  if (c.exclude_modules != null && peftMatches(module, c.exclude_modules)) return false;
+  if (c.layers_to_transform != null) {
+    const layer = /\.layers\.(\d+)\./.exec(module);
+    const want = Array.isArray(c.layers_to_transform) ? c.layers_to_transform : [c.layers_to_transform];
+    if (!layer || !want.includes(Number(layer[1]))) return false;
+  }
+  return true;
 }
 
 /** read an adapter from its config and tensors; every module needs both A and B of matching rank */
@@ -102,11 +150,12 @@ export function readAdapter(configRaw: Record<string, unknown>, configFile: stri
           `${tensors.fileOf(kb)}: tensor "${kb}" has shape [${B.shape}], expected [${B.shape[0]}, ${r}] (rank of lora_A)`,
         );
       }
-      modules.set(module, { module, r, scale: loraScale(config, module, r), A, B });
+      modules.set(module, { module, r, scale: loraScale(config, module, r), A, B, keys: { A: ka, B: kb } });
     }
   }
   const first = tensors.names()[0];
-  return { config, modules, file: first ? tensors.fileOf(first) : tensors.location };
+  if (!modules.size) throw new CheckpointError(`${tensors.location}: the adapter holds no LoRA tensors`);
+  return { config, modules, file: first ? tensors.fileOf(first) : tensors.location, configFile };
 }
 
 /**

@@ -35,34 +35,62 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file: string, fileSize
   if (n > 100_000_000) throw new CheckpointError(`${file}: header length ${n} is implausible: not a safetensors file`);
   if (bytes.byteLength < 8 + n)
     throw new CheckpointError(`${file}: truncated inside its header (${bytes.byteLength} of ${8 + n} bytes)`);
-  let json: Record<string, unknown>;
+  let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
-    throw new CheckpointError(`${file}: header is not valid JSON (${(e as Error).message})`);
+    throw new CheckpointError(
+      `${file}: header is not valid JSON (${(e as Error).message}): not a safetensors file, or a damaged one`,
+    );
   }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new CheckpointError(`${file}: header is not a JSON object of tensors: not a safetensors file`);
+  const bad = (name: string, what: string): never => {
+    throw new CheckpointError(`${file}: tensor "${name}" ${what}; the file is damaged: re-save or re-download it`);
+  };
+  const isIndex = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
   const entries: Record<string, SafeEntry> = {};
-  let end = 0;
+  const spans: Array<[number, number, string]> = [];
   for (const [name, v] of Object.entries(json)) {
     if (name === '__metadata__') continue;
-    const e = v as SafeEntry;
-    if (!(e.dtype in BYTES)) throw new CheckpointError(`${file}: tensor "${name}" has unsupported dtype ${e.dtype}`);
-    const count = e.shape.reduce((a, b) => a * b, 1);
-    const [b0, b1] = e.data_offsets;
-    if (b1 - b0 !== count * BYTES[e.dtype]) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(name, 'is not an object {dtype, shape, data_offsets}');
+    const e = v as Record<string, unknown>;
+    if (typeof e.dtype !== 'string' || !(e.dtype in BYTES))
+      bad(name, `has dtype ${JSON.stringify(e.dtype)}, not one of ${Object.keys(BYTES).join(', ')}`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isIndex))
+      bad(name, `has shape ${JSON.stringify(e.shape)}, not a list of sizes`);
+    const offs = e.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isIndex) || offs[0] > offs[1])
+      bad(name, `has data_offsets ${JSON.stringify(offs)}, not [begin, end] with 0 <= begin <= end`);
+    const shape = e.shape as number[],
+      [b0, b1] = offs as [number, number];
+    const count = shape.reduce((a, b) => a * b, 1),
+      need = count * BYTES[e.dtype as SafeDType];
+    if (!Number.isSafeInteger(need) || b1 - b0 !== need) {
       throw new CheckpointError(
-        `${file}: tensor "${name}" [${e.shape}] ${e.dtype} needs ${count * BYTES[e.dtype]} bytes, ` +
-          `its offsets span ${b1 - b0}`,
+        `${file}: tensor "${name}" [${shape}] ${e.dtype as string} needs ${need} bytes, its offsets span ${b1 - b0}; ` +
+          'the file is damaged: re-save or re-download it',
       );
     }
-    end = Math.max(end, b1);
-    entries[name] = e;
+    spans.push([b0, b1, name]);
+    entries[name] = { dtype: e.dtype as SafeDType, shape, data_offsets: [b0, b1] };
+  }
+  // the format's own rule (the Rust reader enforces it): tensors tile the data section without holes or overlaps
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let end = 0;
+  for (const [b0, b1, name] of spans) {
+    if (b0 !== end)
+      bad(name, `starts at byte ${b0} of the data, where the tensors before it end at ${end} (a hole or an overlap)`);
+    end = b1;
   }
   const dataStart = 8 + n;
   if (fileSize !== undefined && dataStart + end > fileSize) {
     throw new CheckpointError(`${file}: truncated: its header describes ${dataStart + end} bytes, the file has ${fileSize}`);
   }
-  return { entries, metadata: (json.__metadata__ as Record<string, string>) ?? {}, dataStart };
+  const meta = (json as Record<string, unknown>).__metadata__;
+  if (meta !== undefined && (typeof meta !== 'object' || meta === null || Array.isArray(meta)))
+    throw new CheckpointError(`${file}: header field "__metadata__" must be an object of strings; the file is damaged`);
+  return { entries, metadata: (meta as Record<string, string>) ?? {}, dataStart };
 }
 
 /** decode one tensor's bytes to float32 (floats) or its integer type */

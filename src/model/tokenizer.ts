@@ -81,20 +81,21 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
-/** the chat template HF would use: chat_template.jinja, chat_template.json, then tokenizer_config.json */
-export function findChatTemplate(files: TokenizerFiles, tokenizerConfig?: Json): string | undefined {
+/** the chat template HF would use, and its file: chat_template.jinja, chat_template.json, then tokenizer_config.json */
+export function findChatTemplate(files: TokenizerFiles, tokenizerConfig?: Json): { template: string; file: string } | undefined {
   const jinja = getFile(files, 'chat_template.jinja');
-  if (jinja !== undefined) return asText(jinja);
+  if (jinja !== undefined) return { template: asText(jinja), file: 'chat_template.jinja' };
   const json = getFile(files, 'chat_template.json');
   if (json !== undefined) {
     const t = asJson(json, 'chat_template.json').chat_template;
-    if (typeof t === 'string') return t;
+    if (typeof t === 'string') return { template: t, file: 'chat_template.json' };
   }
   const t = tokenizerConfig?.chat_template;
-  if (typeof t === 'string') return t;
+  if (typeof t === 'string') return { template: t, file: 'tokenizer_config.json' };
   if (Array.isArray(t)) {
     const d = t.find((x) => (x as Json)?.name === 'default') ?? t[0];
-    if (d && typeof (d as Json).template === 'string') return (d as Json).template as string;
+    if (d && typeof (d as Json).template === 'string')
+      return { template: (d as Json).template as string, file: 'tokenizer_config.json' };
   }
   return undefined;
 }
@@ -405,7 +406,8 @@ class HfTokenizer implements VlmTokenizer {
     const e = eos ?? this.specials.eos_token;
     if (e === undefined) throw new TokenizerError('tokenizer_config.json names no eos_token (pass one explicitly)');
     const id = tk.token_to_id(e);
-    if (id === undefined) throw new TokenizerError(`eos_token "${e}" is not in the tokenizer's vocabulary`);
+    if (id === undefined)
+      throw new TokenizerError(`tokenizer_config.json: eos_token "${e}" is not in the tokenizer's vocabulary (tokenizer.json)`);
     this.eosToken = e;
     this.eosId = id;
   }
@@ -443,13 +445,18 @@ class HfTokenizer implements VlmTokenizer {
     return this.tk.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
+  /** the parsed template (parsed once) */
+  compileTemplate(): Template {
+    this.template ??= new Template(this.chatTemplate!);
+    return this.template;
+  }
+
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean } = {}): string {
     if (!this.chatTemplate)
       throw new TokenizerError(
         'no chat template (none of chat_template.jinja, chat_template.json, tokenizer_config.json has one)',
       );
-    this.template ??= new Template(this.chatTemplate);
-    return this.template.render({
+    return this.compileTemplate().render({
       messages,
       add_generation_prompt: opts.addGenerationPrompt ?? false,
       ...this.specials,
@@ -491,5 +498,16 @@ export function loadTokenizer(files: TokenizerFiles, opts: { chatTemplate?: stri
   } catch (e) {
     throw new TokenizerError(`tokenizer.json: ${(e as Error).message}`);
   }
-  return new HfTokenizer(tk, tj, cfg, opts.chatTemplate ?? findChatTemplate(files, cfg), opts.eosToken);
+  const found =
+    opts.chatTemplate !== undefined ? { template: opts.chatTemplate, file: 'the chat template' } : findChatTemplate(files, cfg);
+  const out = new HfTokenizer(tk, tj, cfg, found?.template, opts.eosToken);
+  // parse the template now, so a syntax error names its file at load, not at the first prompt
+  if (found) {
+    try {
+      out.compileTemplate();
+    } catch (e) {
+      throw new TokenizerError(`${found.file}: the chat template does not parse (${(e as Error).message}); fix its Jinja syntax`);
+    }
+  }
+  return out;
 }

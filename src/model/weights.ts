@@ -12,6 +12,24 @@ export function toFloat32(t: HostTensor): Float32Array {
   return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
 }
 
+/** the index of the first NaN or infinity, or -1 */
+export function firstNonFinite(x: ArrayLike<number>): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i;
+  return -1;
+}
+
+/** a tensor's values must be finite: a NaN weight would turn every score it touches into NaN without a word */
+export function checkFinite(file: string, name: string, x: ArrayLike<number>): void {
+  const i = firstNonFinite(x);
+  if (i < 0) return;
+  let n = 0;
+  for (let j = i; j < x.length; j++) if (!Number.isFinite(x[j])) n++;
+  throw new CheckpointError(
+    `${file}: tensor "${name}" holds ${n} non-finite value${n > 1 ? 's' : ''} (the first, ${x[i]}, at index ${i}); ` +
+      'the file is damaged or was saved after training diverged: use another copy or checkpoint',
+  );
+}
+
 /** int4 block size for a linear with K inputs: 32, or 16 where K is not a multiple of 32; 0 = keep float */
 export function int4Block(K: number): number {
   return K % 32 === 0 ? 32 : K % 16 === 0 ? 16 : 0;
@@ -57,8 +75,9 @@ export async function uploadWeights(
   const keys = checkWeights(spec, ckpt);
   for (let i = 0; i < params.length; i++) {
     const p = params[i];
-    const t = ckpt.tensors.get(keys.get(p.name)!);
-    const data = toFloat32(t);
+    const key = keys.get(p.name)!;
+    const data = toFloat32(ckpt.tensors.get(key));
+    checkFinite(ckpt.tensors.fileOf(key), key, data);
     const module = p.name.slice(0, -'.weight'.length);
     const bs = p.linear ? int4Block(p.linear.in) : 0;
     if (o.int4 && p.linear && p.name !== 'lm_head.weight' && bs) {

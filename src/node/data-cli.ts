@@ -6,8 +6,19 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { UsageError } from './options.js';
+import { writePreferenceParquet } from '../data/dataset.js';
 import { makePreferenceSample, syntheticNegative } from '../data/edits.js';
-import { parseRows, preferenceImagePaths, preferenceRow, sftImagePath, sftRow, toJsonl, type RowKind } from '../data/formats.js';
+import {
+  type PreferenceRow,
+  type RowKind,
+  parseRows,
+  preferenceImagePaths,
+  preferenceRow,
+  sftImagePath,
+  sftRow,
+  toJsonl,
+} from '../data/formats.js';
 import { sftExample } from '../data/language.js';
 import { decodePng, encodePng } from '../data/png.js';
 import { render } from '../data/raster.js';
@@ -18,14 +29,17 @@ export const DATA_USAGE = `usage: vco-lab data <command> [options]
 
 commands:
   export --out DIR [--kind preference|sft] [--n N] [--seed S] [--negatives edited|synthetic]
-         [--star-yellow P]
+         [--star-yellow P] [--layout jsonl|official]
       Write N ShapesWorld samples (100) to DIR/preference.jsonl (or DIR/sft.jsonl) and
       DIR/images/*.png in the official IC-VCO format. preference: prompt "Describe the
       image.", chosen y, rejected y'_new, images [m, m'], token-level response spans;
       --negatives synthetic replaces the edited m' by a scene re-generated from y'_new
       (new layout, background and style). sft: one question and answer per image.
-      --star-yellow: P(star is yellow) in the scenes (0.95). DIR is replaced only if it
-      holds nothing but a previous export.
+      --star-yellow: P(star is yellow) in the scenes (0.95). --layout official writes the
+      preference rows as the released IC-VCO dataset lays them out instead:
+      DIR/preference/train/metadata.parquet (HF datasets' schema, images as Image structs with
+      paths into DIR/images/), which load_dataset(DIR, "preference") and vco-lab train read.
+      DIR is replaced only if it holds nothing but a previous export.
   check FILE.jsonl
       Validate a preference or SFT JSONL file: fields, types, spans, and that every image
       exists (relative to the file's folder) and decodes as an 8-bit RGB/RGBA PNG.
@@ -37,16 +51,16 @@ commands:
       Show this text.
 `;
 
-const EXPORT_NAMES = new Set(['preference.jsonl', 'sft.jsonl', 'images']);
+const EXPORT_NAMES = new Set(['preference.jsonl', 'sft.jsonl', 'images', 'preference']);
 
 function intOpt(v: string | undefined, name: string, dflt: number, min = 0): number {
   if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+  const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
   return n;
 }
 
-function exportSet(args: string[], out: (s: string) => void): number {
+async function exportSet(args: string[], out: (s: string) => void): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -58,9 +72,13 @@ function exportSet(args: string[], out: (s: string) => void): number {
       seed: { type: 'string' },
       negatives: { type: 'string' },
       'star-yellow': { type: 'string' },
+      layout: { type: 'string' },
     },
   });
   if (!values.out) throw new Error('export needs --out DIR');
+  const layout = values.layout ?? 'jsonl';
+  if (layout !== 'jsonl' && layout !== 'official') throw new UsageError(`--layout takes jsonl or official, got "${layout}"`);
+  if (layout === 'official' && values.kind === 'sft') throw new UsageError('--layout official applies to --kind preference');
   const kind = (values.kind ?? 'preference') as RowKind;
   if (kind !== 'preference' && kind !== 'sft') throw new Error(`--kind must be preference or sft, got "${values.kind}"`);
   const negatives = values.negatives ?? 'edited';
@@ -108,7 +126,24 @@ function exportSet(args: string[], out: (s: string) => void): number {
         rows.push({ ...sftRow(qa, path), kind: qa.kind });
       }
     }
-    writeFileSync(join(tmp, `${kind}.jsonl`), toJsonl(rows));
+    if (layout === 'official') {
+      mkdirSync(join(tmp, 'preference', 'train'), { recursive: true });
+      const parquet = await writePreferenceParquet(
+        (rows as PreferenceRow[]).map((r) => ({
+          prompt: r.prompt,
+          chosen: r.chosen,
+          rejected: r.rejected,
+          images: [
+            { path: r.images[0], bytes: null },
+            { path: r.images[1], bytes: null },
+          ],
+          chosen_response_spans: r.chosen_response_spans as [number, number][],
+          rejected_response_spans: r.rejected_response_spans as [number, number][],
+          id: r.id ?? '',
+        })),
+      );
+      writeFileSync(join(tmp, 'preference', 'train', 'metadata.parquet'), parquet);
+    } else writeFileSync(join(tmp, `${kind}.jsonl`), toJsonl(rows));
     // the old export moves aside first, so at every moment DIR is either the old set or the new one
     const old = existsSync(dir) ? join(parent, `.${basename(dir)}.old-${stamp}`) : null;
     if (old) renameSync(dir, old);
@@ -119,7 +154,8 @@ function exportSet(args: string[], out: (s: string) => void): number {
     throw e;
   }
   out(
-    `wrote ${n} ${kind} rows${kind === 'preference' ? ` (${negatives} negatives)` : ''} to ${join(dir, `${kind}.jsonl`)} and ${join(dir, 'images')}\n`,
+    `wrote ${n} ${kind} rows${kind === 'preference' ? ` (${negatives} negatives)` : ''} to ` +
+      `${join(dir, layout === 'official' ? 'preference/train/metadata.parquet' : `${kind}.jsonl`)} and ${join(dir, 'images')}\n`,
   );
   return 0;
 }
@@ -151,12 +187,12 @@ export function checkFile(file: string): number {
   return rows.length;
 }
 
-export async function dataCommand(args: string[], out: (s: string) => void): Promise<number> {
+export async function dataCommand(args: string[], out: (s: string) => void, err: (s: string) => void = out): Promise<number> {
   const [sub, ...rest] = args;
   try {
     switch (sub) {
       case 'export':
-        return exportSet(rest, out);
+        return await exportSet(rest, out);
       case 'check': {
         const { positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw new Error('check needs exactly one FILE.jsonl');
@@ -188,11 +224,11 @@ export async function dataCommand(args: string[], out: (s: string) => void): Pro
         out(DATA_USAGE);
         return 0;
       default:
-        out(`unknown data command "${sub}"\n\n${DATA_USAGE}`);
+        err(`unknown data command "${sub}"\n\n${DATA_USAGE}`);
         return 1;
     }
   } catch (e) {
-    out(`error: ${(e as Error).message}\n`);
+    err(`error: ${(e as Error).message}\n`);
     return 1;
   }
 }

@@ -107,7 +107,7 @@ export interface ModelSummary {
   ep: string;
   int4: boolean;
   /** the adapter on top (policy = base + adapter), or null (policy = reference) */
-  adapter: { name: string; modules: number; rank: number; parameters: number } | null;
+  adapter: { name: string; modules: number; rank: number; parameters: number; notes: string[] } | null;
   /** how long the last load took, by phase */
   seconds: { download: number; upload: number };
 }

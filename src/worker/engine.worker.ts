@@ -209,6 +209,7 @@ function summary(m: Loaded): ModelSummary {
           modules: lora.length,
           rank: Math.max(0, ...lora.map((p) => p.r)),
           parameters: lora.reduce((n, p) => n + p.A.length + p.B.length, 0),
+          notes: m.engine.adapterNotes,
         }
       : null,
     seconds: m.seconds,

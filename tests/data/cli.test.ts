@@ -7,9 +7,11 @@ import { dataCommand } from '../../src/node/data-cli.js';
 
 async function run(...args: string[]): Promise<{ code: number; text: string }> {
   let text = '';
-  const code = await dataCommand(args, (s) => {
-    text += s;
-  });
+  const code = await dataCommand(
+    args,
+    (s) => (text += s),
+    (s) => (text += s),
+  );
   return { code, text };
 }
 

@@ -111,6 +111,7 @@ describe('IC-VCO JSONL formats', () => {
     expect(() => parsePreferenceJsonl(`\n\n${JSON.stringify(good())}\n\nnot json\n`, 'x.jsonl')).toThrow(
       /^x\.jsonl line 5: not valid JSON/,
     );
-    expect(parsePreferenceJsonl('\n  \n', 'x.jsonl')).toEqual([]);
+    // a file with no rows is an error (issue 15: an empty set is not "0 rows OK")
+    expect(() => parsePreferenceJsonl('\n  \n', 'x.jsonl')).toThrow(/^x\.jsonl holds no rows \(only blank lines\)/);
   });
 });
