@@ -10,7 +10,7 @@ import globals from 'globals';
 import ts from 'typescript-eslint';
 
 export default ts.config(
-  { ignores: ['dist/', 'node_modules/', 'models/', '**/*.d.ts'] },
+  { ignores: ['dist/', 'node_modules/', 'models/', '**/*.d.ts', '.venv-torch/', '.cache/', 'python/', 'scratch/'] },
   js.configs.recommended,
   ...ts.configs.recommended,
   ...svelte.configs.recommended,

@@ -68,10 +68,8 @@ export interface TrainerStateFile {
   config: TrainConfig;
 }
 
-export function checkpointFiles(e: Engine, state: TrainState, config: TrainConfig, sampleIds: string[]): FileBytes {
-  const opt: Parameters<typeof writeSafetensors>[0] = {};
-  for (const [k, m] of state.adam.m) opt[`exp_avg.${k}`] = { dtype: 'F64', shape: [m.length], data: m };
-  for (const [k, v] of state.adam.v) opt[`exp_avg_sq.${k}`] = { dtype: 'F64', shape: [v.length], data: v };
+/** the trainer's own state (data order, RNG, step) as trainer_state.json: what every backend's checkpoint holds */
+export function trainerStateFile(state: TrainState, config: TrainConfig, sampleIds: string[]): Uint8Array {
   const st: TrainerStateFile = {
     format: 'vco-lab-trainer-state/1',
     step: state.step,
@@ -83,7 +81,40 @@ export function checkpointFiles(e: Engine, state: TrainState, config: TrainConfi
     sample_ids: sampleIds,
     config,
   };
-  return { ...exportPeft(e), 'optimizer.safetensors': writeSafetensors(opt), 'trainer_state.json': json(st) };
+  return json(st);
+}
+
+/** trainer_state.json read back: the state without AdamW's moments (the backend restores those) */
+export function readTrainerState(
+  bytes: Uint8Array,
+  where: string,
+): { state: TrainState; config: TrainConfig; sampleIds: string[] } {
+  const st = JSON.parse(new TextDecoder().decode(bytes)) as TrainerStateFile;
+  if (st.format !== 'vco-lab-trainer-state/1')
+    throw new CheckpointError(`${where}/trainer_state.json: field "format" is ${st.format}, expected vco-lab-trainer-state/1`);
+  return {
+    state: {
+      step: st.step,
+      epoch: st.epoch,
+      position: st.position,
+      order: st.order,
+      rng: st.rng,
+      adam: { step: st.adam_step, m: new Map(), v: new Map() },
+    },
+    config: st.config,
+    sampleIds: st.sample_ids,
+  };
+}
+
+export function checkpointFiles(e: Engine, state: TrainState, config: TrainConfig, sampleIds: string[]): FileBytes {
+  const opt: Parameters<typeof writeSafetensors>[0] = {};
+  for (const [k, m] of state.adam.m) opt[`exp_avg.${k}`] = { dtype: 'F64', shape: [m.length], data: m };
+  for (const [k, v] of state.adam.v) opt[`exp_avg_sq.${k}`] = { dtype: 'F64', shape: [v.length], data: v };
+  return {
+    ...exportPeft(e),
+    'optimizer.safetensors': writeSafetensors(opt),
+    'trainer_state.json': trainerStateFile(state, config, sampleIds),
+  };
 }
 
 /** restore the engine's LoRA and the trainer state from checkpoint files */
@@ -97,9 +128,7 @@ export async function restoreCheckpoint(
     if (!b) throw new CheckpointError(`${where}: ${f} is missing`);
     return b;
   };
-  const st = JSON.parse(new TextDecoder().decode(need('trainer_state.json'))) as TrainerStateFile;
-  if (st.format !== 'vco-lab-trainer-state/1')
-    throw new CheckpointError(`${where}/trainer_state.json: field "format" is ${st.format}, expected vco-lab-trainer-state/1`);
+  const { state, config, sampleIds } = readTrainerState(need('trainer_state.json'), where);
   const read = (f: string) => {
     const b = need(f),
       h = parseSafetensorsHeader(b, `${where}/${f}`, b.byteLength);
@@ -124,27 +153,14 @@ export async function restoreCheckpoint(
   }
   await e.uploadLora();
   const opt = read('optimizer.safetensors');
-  const m = new Map<string, Float64Array>(),
-    v = new Map<string, Float64Array>();
-  if (st.adam_step > 0) {
+  if (state.adam.step > 0) {
     for (const p of e.lora.values()) {
       for (const ab of ['A', 'B']) {
         const k = `${p.module}.lora_${ab}.weight`;
-        m.set(k, Float64Array.from(opt(`exp_avg.${k}`) as Float64Array));
-        v.set(k, Float64Array.from(opt(`exp_avg_sq.${k}`) as Float64Array));
+        state.adam.m.set(k, Float64Array.from(opt(`exp_avg.${k}`) as Float64Array));
+        state.adam.v.set(k, Float64Array.from(opt(`exp_avg_sq.${k}`) as Float64Array));
       }
     }
   }
-  return {
-    state: {
-      step: st.step,
-      epoch: st.epoch,
-      position: st.position,
-      order: st.order,
-      rng: st.rng,
-      adam: { step: st.adam_step, m, v },
-    },
-    config: st.config,
-    sampleIds: st.sample_ids,
-  };
+  return { state, config, sampleIds };
 }

@@ -20,7 +20,7 @@ import {
 import type { Engine } from './engine.js';
 import { type AdamWConfig, type AdamWState, type Schedule, adamwStep, clipGradNorm, lrFactor, newAdamWState } from './optim.js';
 import { addGradients } from './grads.js';
-import { type EngineSample, backwardSample, forwardSample } from './sample.js';
+import { type EngineSample, type SampleForward, backwardSample, forwardSample } from './sample.js';
 
 export interface TrainConfig {
   /** objective id, e.g. 'icvco', 'icvco:reference-code', 'dpo' */
@@ -77,18 +77,98 @@ export class TrainingDiverged extends Error {
   }
 }
 
+/**
+ * What a training step needs from the model that is trained: sequence scores (keeping what the backward pass
+ * needs), the backward pass seeded with w = dL/ds for each score, and the update. The engine is one backend
+ * (`engineBackend`); the PyTorch worker is another (src/node/torch), so the data order, the loss, the
+ * accumulation and the schedule stay here, in one place, whatever computes the model.
+ */
+export interface TrainBackend {
+  /** the samples' scores; `save` keeps what backwardBatch needs */
+  score(
+    batch: EngineSample[],
+    reqs: ReadonlyArray<SequenceRequirement>,
+    which: 'policy' | 'reference',
+    save: boolean,
+  ): Promise<{ scores: SequenceScores[]; saved?: unknown }>;
+  /** add Σ_key w_key·s_key of each sample (scored with save) to the step's gradients */
+  backwardBatch(
+    batch: EngineSample[],
+    reqs: ReadonlyArray<SequenceRequirement>,
+    saved: unknown,
+    weights: SequenceScores[],
+  ): Promise<void>;
+  /**
+   * clip the step's gradients to maxNorm (null: no clipping), take one AdamW step at lr, clear the gradients;
+   * the norm before clipping, or a non-finite one and the tensor it came from (then nothing is updated)
+   */
+  update(o: {
+    lr: number;
+    maxNorm: number | null;
+    optimizer: AdamWConfig;
+    adam: AdamWState;
+  }): Promise<{ gradNorm: number; bad?: string }>;
+}
+
+/** the engine as a training backend: host-side gradients summed in batch order (repeatable), AdamW on the host */
+export function engineBackend(engine: Engine): TrainBackend & { engine: Engine; parameters(): Map<string, Float32Array> } {
+  let grads = new Map<string, Float64Array>();
+  const parameters = () => {
+    const out = new Map<string, Float32Array>();
+    for (const p of engine.lora.values()) {
+      out.set(`${p.module}.lora_A.weight`, p.A);
+      out.set(`${p.module}.lora_B.weight`, p.B);
+    }
+    return out;
+  };
+  return {
+    engine,
+    parameters,
+    async score(batch, reqs, which, save) {
+      // samples of a micro-batch run concurrently
+      const fwd = await Promise.all(batch.map((s) => forwardSample(engine, s, reqs, which, { save })));
+      return { scores: fwd.map((f) => f.scores), saved: fwd };
+    },
+    async backwardBatch(batch, reqs, saved, weights) {
+      const fwd = saved as SampleForward[];
+      const parts = await Promise.all(
+        batch.map(async (s, i) => {
+          const mine = new Map<string, Float64Array>();
+          await backwardSample(engine, s, reqs, fwd[i], weights[i], mine);
+          return mine;
+        }),
+      );
+      // summed in batch order, so a run repeats exactly
+      for (const mine of parts) addGradients(grads, mine);
+    },
+    async update({ lr, maxNorm, optimizer, adam }) {
+      const g = grads;
+      grads = new Map();
+      const gradNorm = clipGradNorm(g, maxNorm);
+      // a non-finite gradient would poison every moment of AdamW: nothing is updated
+      if (!Number.isFinite(gradNorm))
+        return { gradNorm, bad: [...g].find(([, x]) => x.some((v) => !Number.isFinite(v)))?.[0] ?? '?' };
+      adamwStep(parameters(), g, adam, optimizer, lr);
+      await engine.uploadLora();
+      return { gradNorm };
+    },
+  };
+}
+
 export class Trainer {
   readonly requirements: SequenceRequirement[];
+  readonly backend: TrainBackend;
   private readonly objectiveConfig: Record<string, unknown>;
   private readonly referenceCache = new Map<string, SequenceScores>();
   state: TrainState;
 
   constructor(
-    readonly engine: Engine,
+    model: Engine | TrainBackend,
     readonly samples: EngineSample[],
     readonly config: TrainConfig,
     state?: TrainState,
   ) {
+    this.backend = 'score' in model ? model : engineBackend(model);
     if (!samples.length) throw new Error('no training samples');
     const { objective, config: oc } = resolveObjective(config.objective, config.objectiveSettings ?? {});
     this.objectiveConfig = oc;
@@ -125,7 +205,7 @@ export class Trainer {
   async referenceScores(s: EngineSample): Promise<SequenceScores> {
     let r = this.referenceCache.get(s.id);
     if (!r) {
-      r = (await forwardSample(this.engine, s, this.requirements, 'reference')).scores;
+      r = (await this.backend.score([s], this.requirements, 'reference', false)).scores[0];
       this.referenceCache.set(s.id, r);
     }
     return r;
@@ -136,7 +216,7 @@ export class Trainer {
     const batch: PreferenceScores[] = [];
     for (const s of samples) {
       batch.push({
-        policy: (await forwardSample(this.engine, s, this.requirements, 'policy')).scores,
+        policy: (await this.backend.score([s], this.requirements, 'policy', false)).scores[0],
         reference: await this.referenceScores(s),
         swap: s.swap,
       });
@@ -148,7 +228,6 @@ export class Trainer {
   /** one optimizer step over gradAccum micro-batches */
   async step(): Promise<StepLog> {
     const { objective } = resolveObjective(this.config.objective, this.config.objectiveSettings ?? {});
-    const grads = new Map<string, Float64Array>();
     let loss = 0;
     const terms: Record<string, number> = {},
       metrics: Record<string, number> = {};
@@ -156,23 +235,18 @@ export class Trainer {
     let n = 0;
     for (let a = 0; a < ga; a++) {
       const batch = this.nextBatch();
-      // samples of a micro-batch run concurrently; their gradients are summed in batch order (repeatable)
-      const fwd = await Promise.all(batch.map((s) => forwardSample(this.engine, s, this.requirements, 'policy', { save: true })));
+      const fwd = await this.backend.score(batch, this.requirements, 'policy', true);
       const scores: PreferenceScores[] = [];
       for (let i = 0; i < batch.length; i++) {
-        scores.push({ policy: fwd[i].scores, reference: await this.referenceScores(batch[i]), swap: batch[i].swap });
+        scores.push({ policy: fwd.scores[i], reference: await this.referenceScores(batch[i]), swap: batch[i].swap });
       }
       const res = this.evaluateBatch(objective, scores, batch);
-      const parts = await Promise.all(
-        batch.map(async (s, i) => {
-          const w: SequenceScores = {};
-          for (const [k, v] of Object.entries(res.grads[i])) w[k as keyof SequenceScores] = (v as number) / ga;
-          const mine = new Map<string, Float64Array>();
-          await backwardSample(this.engine, s, this.requirements, fwd[i], w, mine);
-          return mine;
-        }),
-      );
-      for (const mine of parts) addGradients(grads, mine);
+      const weights = batch.map((_, i) => {
+        const w: SequenceScores = {};
+        for (const [k, v] of Object.entries(res.grads[i])) w[k as keyof SequenceScores] = (v as number) / ga;
+        return w;
+      });
+      await this.backend.backwardBatch(batch, this.requirements, fwd.saved, weights);
       loss += res.loss / ga;
       for (const [k, v] of Object.entries(res.terms)) terms[k] = (terms[k] ?? 0) + v / ga;
       for (const [k, v] of Object.entries(res.metrics)) metrics[k] = (metrics[k] ?? 0) + v / ga;
@@ -180,17 +254,17 @@ export class Trainer {
     }
     if (!Number.isFinite(loss))
       throw new TrainingDiverged(`the loss is ${loss} at step ${this.state.step + 1}; the adapter keeps its last values`);
-    const gradNorm = clipGradNorm(grads, this.config.maxGradNorm);
-    // a non-finite gradient would poison every moment of AdamW: stop before the update
-    if (!Number.isFinite(gradNorm)) {
-      const bad = [...grads].find(([, g]) => g.some((x) => !Number.isFinite(x)))?.[0] ?? '?';
+    const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, this.state.step);
+    const { gradNorm, bad } = await this.backend.update({
+      lr,
+      maxNorm: this.config.maxGradNorm,
+      optimizer: this.config.optimizer,
+      adam: this.state.adam,
+    });
+    if (bad !== undefined)
       throw new TrainingDiverged(
         `the gradient of ${bad} is not finite at step ${this.state.step + 1}; the adapter keeps its last values`,
       );
-    }
-    const lr = this.config.optimizer.lr * lrFactor(this.config.schedule, this.state.step);
-    adamwStep(this.parameters(), grads, this.state.adam, this.config.optimizer, lr);
-    await this.engine.uploadLora();
     this.state.step++;
     return {
       step: this.state.step,
@@ -225,13 +299,15 @@ export class Trainer {
     }
   }
 
-  /** the trainable tensors by PEFT name (views of the engine's host LoRA) */
+  /** the engine this trainer runs on (the engine backend) */
+  get engine(): Engine {
+    if (!('engine' in this.backend)) throw new Error('this trainer runs on another backend than the engine');
+    return (this.backend as ReturnType<typeof engineBackend>).engine;
+  }
+
+  /** the engine backend's trainable tensors by PEFT name (views of the engine's host LoRA) */
   parameters(): Map<string, Float32Array> {
-    const out = new Map<string, Float32Array>();
-    for (const p of this.engine.lora.values()) {
-      out.set(`${p.module}.lora_A.weight`, p.A);
-      out.set(`${p.module}.lora_B.weight`, p.B);
-    }
-    return out;
+    if (!('parameters' in this.backend)) throw new Error('this trainer does not hold its parameters on the host');
+    return (this.backend as ReturnType<typeof engineBackend>).parameters();
   }
 }

@@ -7,14 +7,17 @@
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, type Page, chromium } from 'playwright-core';
-import { type ViteDevServer, createServer } from 'vite';
+// type-only at the top: the runtime modules load when a browser or the dev server is wanted, so the CLI's
+// other commands start without them (and run where the dev dependencies are not installed)
+import type { Browser, Page } from 'playwright-core';
+import type { ViteDevServer } from 'vite';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export async function launchChromium(): Promise<Browser> {
+  const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -32,6 +35,7 @@ export async function launchChromium(): Promise<Browser> {
 }
 
 export async function startApp(): Promise<{ server: ViteDevServer; url: string }> {
+  const { createServer } = await import('vite');
   const server = await createServer({
     root: REPO,
     configFile: `${REPO}/vite.config.ts`,

@@ -6,11 +6,13 @@ import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { checkLossOnly, loadCase, type LossCheck } from './reference-case.js';
 import type { EP } from '../runtime/runtime.js';
+import { UsageError } from './options.js';
+import { progressReporter } from './progress.js';
 
 const USAGE = `usage: vco-lab <command> [options]
 
 commands:
-  reference <case-dir> [--loss-only] [--device cpu|webgpu] [--json]
+  reference <case-dir> [--loss-only] [--device cpu|webgpu] [--backend ort|torch] [--json]
       Check the engine against a reference case made with HF transformers + PEFT
       (format: ../shared/reference/README.md). By default it loads the case's model
       and adapter, computes every sequence's policy and reference token log-probs with
@@ -18,10 +20,11 @@ commands:
       compares them with the case (log-probs 1e-4 absolute, 1e-3 on webgpu; loss 1e-5
       relative; LoRA gradients 1e-3 relative to each tensor's largest entry).
       --loss-only feeds the case's expected token log-probs to the loss module instead
-      and checks both presets' loss, dL/ds and VCDist gates (1e-9).
+      and checks both presets' loss, dL/ds and VCDist gates (1e-9). --backend torch runs
+      the model in the PyTorch worker (transformers + PEFT) with the loss from here.
       Exits 1 when any error is over tolerance.
   bench [ops] [int4] [train] [page] [page-train] [--quick] [--ep cpu|webgpu|cuda] [--sizes 256,512,1024]
-        [--models smolvlm,llava] [--json] [--out FILE]
+        [--models smolvlm,llava] [--backend ort|torch] [--json] [--out FILE]
       Benchmarks (ops and train when none is named). ops: MatMul throughput of
       onnxruntime-node used directly next to the same graphs through the project's
       runtime layer, and their ratio (one run). int4: how far int4 frozen linears move
@@ -37,13 +40,18 @@ commands:
       page against the Node engine's on the same EP (WebGPU and wasm), and the GPU buffer
       memory of a SmolVLM-256M-shaped int4 base training LoRA r=16 in the page (slow on a
       CPU Vulkan; --quick leaves it out).
+      train --backend torch: the PyTorch worker against the ORT engine on the same model
+      folder and sample (scoring, a training step; the default model, and the SmolVLM-256M
+      shape without --quick), and the loss round trip's share of a torch step.
       --quick: only a smaller SmolVLM-shaped scoring run (under 3 minutes), whose JSON
       has packed_vs_naive_speedup (page: without the 256M-shaped part). --out writes the
       JSON results to FILE as well.
   eval [--model DIR] [--adapter DIR] [--n N] [--seed S] [--batch B] [--device cpu|webgpu] [--json]
       The ShapesWorld hallucination benchmark (yes/no questions in the style of POPE/AMBER:
-      existence, attribute, relation, and a "trap" subset where the language prior and the
-      image disagree), answered by comparing log p("Yes") and log p("No") after the prompt.
+      existence, attribute, relation, a "trap" subset where the language prior and the
+      image disagree, and "two-image": an edit pair shown together, the question with the
+      anchor instruction, about the fact that differs), answered by comparing log p("Yes")
+      and log p("No") after the prompt.
       Accuracy, F1 and yes-ratio per category. No --model: the embedded default model
       (models/shapesworld-tiny). --adapter: a PEFT LoRA folder on top. --n: questions per
       category (200).
@@ -56,12 +64,27 @@ commands:
       atomically, with training.json (time, machine, loss curves, benchmark) and a model
       card. --stage K runs one stage (K > 1 continues --init DIR); --steps etc. override
       the stage's settings; --eval-every N runs a 50-per-category benchmark every N steps.
-  toy-paper [--model DIR] [--pairs N] [--steps N] [--batch B] [--lr X] [--n N]
-        [--objectives dpo,visdpo,icvco:paper] [--json] [--out FILE]
-      The paper at toy scale: LoRA preference training of the default model with DPO,
-      image-swap visual DPO and IC-VCO, each on edited and on synthetic negatives of the same
-      seed tuples, same budget; the benchmark before and after, and the training reward
-      accuracies (first and last quarter of the steps).
+  train [--config run.json] [--<field> value ...] [--print-config] | train --resume DIR
+      LoRA preference training of any model folder the loaders read, with any objective of
+      the loss module, on ShapesWorld (generated), an IC-VCO JSONL file, or a folder in the
+      official layout (preference/train/metadata.parquet + images/). Fields have the names of
+      HF TrainingArguments / TRL DPOConfig / PEFT (learning_rate, per_device_train_batch_size,
+      lora_r, ...) and the official VCOConfig's (beta, single_weight, vcdist_threshold, ...);
+      --print-config shows them with their defaults. Writes output_dir: run.json, metrics.jsonl,
+      checkpoint-N/ (PEFT adapter + resumable state), adapter/, train_results.json. Every row
+      is checked before the first step; Ctrl-C saves and exits; --resume continues bit for bit.
+  toy-paper [--quick] [--model DIR] [--pairs N] [--steps N] [--batch B] [--lr X] [--rank R] [--n N]
+        [--held-out N] [--seeds 1,2,3] [--prior-share P] [--methods dpo,icvco:paper,...] [--no-ablations]
+        [--json] [--out FILE] [--figures DIR]
+      The paper's Tables 2-4 and Figures 4 and 6 at toy scale: LoRA preference training of
+      the default model with DPO, mDPO, image-swap visual DPO, S-VCO, SymMPO (no L_DPO_m) and
+      IC-VCO (paper and reference-code presets), each on edited and on synthetic negatives
+      of the same seed tuples with the same budget, and IC-VCO's Table 4 ablations on edited
+      negatives; one run per seed. Reports the benchmark after each run, the training reward
+      accuracies per branch (last quarter), and held-out reward accuracies on one yardstick
+      (single-image, shared-context, image-swap), as mean +- sd over seeds; --json prints
+      the schema of docs/toy-paper-schema.md; --figures writes the SVG figures.
+      --quick: every method once, short (a smoke test, under 10 minutes).
   margins [--model DIR] [--adapter DIR] (--image-m A.png --image-mprime B.png --question Q
         --chosen Y --rejected Y2 [--chosen-spans 4-10] [--rejected-spans 4-9] | --shapesworld SEED
         [--edit existence|attribute|relation] [--negative edited|synthetic]) [--objective ID]
@@ -95,10 +118,12 @@ export async function main(
         return await (await import('./shapes-cli.js')).evalCommand(rest, out, err);
       case 'train-default':
         return await (await import('./shapes-cli.js')).trainDefaultCommand(rest, out, err);
+      case 'train':
+        return await (await import('./train.js')).trainCommand(rest, out, err);
       case 'toy-paper':
         return await (await import('./shapes-cli.js')).toyPaperCommand(rest, out, err);
       case 'data':
-        return await (await import('./data-cli.js')).dataCommand(rest, out);
+        return await (await import('./data-cli.js')).dataCommand(rest, out, err);
       case 'margins':
         return await (await import('./margins-cli.js')).marginsCommand(rest, out);
       case undefined:
@@ -113,7 +138,9 @@ export async function main(
     }
   } catch (e) {
     err(`vco-lab ${cmd}: ${(e as Error).message}\n`);
-    return 1;
+    // a wrong command line (an unknown option, a value out of range) is a usage error: exit 2
+    const code = (e as { code?: string }).code;
+    return e instanceof UsageError || code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
   }
 }
 
@@ -125,8 +152,11 @@ async function reference(args: string[], out: (s: string) => void, err: (s: stri
       'loss-only': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       device: { type: 'string', default: 'cpu' },
+      backend: { type: 'string', default: 'ort' },
     },
   });
+  if (values.backend !== 'ort' && values.backend !== 'torch')
+    throw new UsageError(`--backend takes ort (the project's engine) or torch (transformers + PEFT), got "${values.backend}"`);
   if (positionals.length !== 1) {
     err(`vco-lab reference: expected one case folder, got ${positionals.length}\n\n${USAGE}`);
     return 2;
@@ -142,11 +172,12 @@ async function reference(args: string[], out: (s: string) => void, err: (s: stri
     err(`vco-lab reference: --device must be cpu, webgpu or cuda, not "${values.device}"\n`);
     return 2;
   }
-  const { checkModel } = await import('./reference-model.js');
-  // a progress line only where someone watches a terminal
-  const progress = !values.json && process.stderr.isTTY ? (s: string) => err(`\r${s}\x1b[K`) : undefined;
-  const result = await checkModel(c, device, progress);
-  if (progress) err('\r\x1b[K');
+  const progress = progressReporter(err);
+  const result =
+    values.backend === 'torch'
+      ? await (await import('./torch/reference.js')).checkModelTorch(c, { log: progress })
+      : await (await import('./reference-model.js')).checkModel(c, device, progress);
+  progress.done();
   out(values.json ? `${JSON.stringify(result, null, 1)}\n` : formatModelCheck(result));
   return result.pass ? 0 : 1;
 }
@@ -185,8 +216,11 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       models: { type: 'string' },
+      backend: { type: 'string', default: 'ort' },
     },
   });
+  if (values.backend !== 'ort' && values.backend !== 'torch')
+    throw new UsageError(`--backend takes ort or torch, got "${values.backend}"`);
   const known = ['ops', 'int4', 'train', 'page', 'page-train'];
   // the default run: the runtime layer's overhead and the training engine (int4's accuracy is its own suite)
   const suites = positionals.length ? positionals : values.quick ? ['train'] : ['ops', 'train'];
@@ -212,6 +246,11 @@ async function bench(args: string[], out: (s: string) => void, err: (s: string) 
         out(
           `layer/raw geometric mean ${r.layer_over_raw_geomean.toFixed(3)}\nruntime: ${r.detail}; ${r.machine.cpus} x ${r.machine.model}\n\n`,
         );
+    } else if (suite === 'train' && values.backend === 'torch') {
+      const { benchTorch, formatTorchBench } = await import('./bench-torch.js');
+      const r = await benchTorch({ quick: values.quick, log: values.json ? undefined : (x) => err(`  ${x}\n`) });
+      results.train = r;
+      if (!values.json) out(formatTorchBench(r));
     } else if (suite === 'train') {
       const { benchTrain, formatTrainBench } = await import('./bench-train.js');
       const models = values.models?.split(',');

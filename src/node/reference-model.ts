@@ -49,6 +49,49 @@ export interface ModelCheck {
   pass: boolean;
 }
 
+/**
+ * one preset's loss and LoRA gradients (PEFT names, with or without base_model.model.) against the case's:
+ * relative to each tensor's largest entry; exactly zero where HF's tensor is
+ */
+export function presetCheck(
+  c: ReferenceCase,
+  preset: 'paper' | 'reference-code',
+  loss: number,
+  grads: ReadonlyMap<string, ArrayLike<number>>,
+): ModelPresetCheck {
+  const exp = c.loss[preset].value;
+  const relLoss = Math.abs(loss - exp) / Math.abs(exp);
+  const hf = new SafetensorsFiles(c.dir, [join(c.dir, `lora_grads_${preset}.safetensors`)]);
+  let worst = 0,
+    worstName = '';
+  const zeroNonzero: string[] = [];
+  let zeros = 0;
+  for (const key of hf.names()) {
+    const want = hf.get(key).data as Float64Array;
+    const ours = grads.get(key) ?? grads.get(key.replace(/^base_model\.model\./, ''));
+    const maxRef = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    if (maxRef === 0) {
+      zeros++;
+      if (ours && Array.from(ours).some((x) => x !== 0)) zeroNonzero.push(key);
+      continue;
+    }
+    let err = 0;
+    for (let j = 0; j < want.length; j++) err = Math.max(err, Math.abs((ours?.[j] ?? 0) - want[j]));
+    if (err / maxRef > worst) {
+      worst = err / maxRef;
+      worstName = key;
+    }
+  }
+  return {
+    loss: { value: loss, expected: exp, rel_err: relLoss },
+    lora_grad_max_rel_err: worst,
+    zero_tensors: zeros,
+    zero_tensors_nonzero: zeroNonzero,
+    worst_tensor: worstName,
+    pass: relLoss <= MODEL_TOLERANCES.loss_rel && worst <= MODEL_TOLERANCES.lora_grad_rel && zeroNonzero.length === 0,
+  };
+}
+
 export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s: string) => void): Promise<ModelCheck> {
   const ckpt = loadCheckpointDir(join(c.dir, 'model'));
   const spec = checkConfig(ckpt.config, join(c.dir, 'model', 'config.json'));
@@ -84,40 +127,10 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
   const presets = {} as ModelCheck['presets'];
   for (const preset of ['paper', 'reference-code'] as const) {
     const res = evaluate(icvco, presetConfig(c, preset), scores);
-    const exp = c.loss[preset].value;
-    const relLoss = Math.abs(res.loss - exp) / Math.abs(exp);
     // the trainer's backward pass: each context seeded with (dL/ds)·mask, gradients summed over the batch
     const total = new Map<string, Float64Array>();
     for (let k = 0; k < samples.length; k++) await backwardSample(engine, samples[k], reqs, pol[k], res.grads[k], total);
-    const hf = new SafetensorsFiles(c.dir, [join(c.dir, `lora_grads_${preset}.safetensors`)]);
-    let worst = 0,
-      worstName = '';
-    const zeroNonzero: string[] = [];
-    let zeros = 0;
-    for (const key of hf.names()) {
-      const exp = hf.get(key).data as Float64Array;
-      const ours = total.get(key.replace(/^base_model\.model\./, ''));
-      const maxRef = exp.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-      if (maxRef === 0) {
-        zeros++;
-        if (ours && ours.some((x) => x !== 0)) zeroNonzero.push(key);
-        continue;
-      }
-      let err = 0;
-      for (let j = 0; j < exp.length; j++) err = Math.max(err, Math.abs((ours?.[j] ?? 0) - exp[j]));
-      if (err / maxRef > worst) {
-        worst = err / maxRef;
-        worstName = key;
-      }
-    }
-    presets[preset] = {
-      loss: { value: res.loss, expected: exp, rel_err: relLoss },
-      lora_grad_max_rel_err: worst,
-      zero_tensors: zeros,
-      zero_tensors_nonzero: zeroNonzero,
-      worst_tensor: worstName,
-      pass: relLoss <= MODEL_TOLERANCES.loss_rel && worst <= MODEL_TOLERANCES.lora_grad_rel && zeroNonzero.length === 0,
-    };
+    presets[preset] = presetCheck(c, preset, res.loss, total);
   }
   await engine.release();
   const tolLp = MODEL_TOLERANCES.logprob_abs[device] ?? 1e-3;

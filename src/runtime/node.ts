@@ -2,8 +2,11 @@
  * onnxruntime-node behind the Runtime interface: the CPU EP, WebGPU through Dawn (Vulkan), and CUDA where
  * onnxruntime-node's CUDA EP is installed.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
 import { type EP, type OrtModule, Runtime } from './runtime.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -23,6 +26,33 @@ function vulkanNote(): string {
     return "no GPU device found: using SwiftShader (a CPU Vulkan, slow) from Debian's chromium";
   }
   return gpuDevice ? 'system Vulkan driver' : 'no GPU device and no SwiftShader: WebGPU will find no adapter';
+}
+
+/**
+ * Why onnxruntime-node's CUDA EP cannot start here, or null: its provider libraries are not installed (its own
+ * installer fetches them from NuGet; `npm run setup:cuda` takes them from PyPI), or a library they link is not
+ * found (ldd), or there is no NVIDIA driver. ORT's own message names none of this.
+ */
+export function cudaProblem(): string | null {
+  const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+  const bin = join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
+  const provider = join(bin, `libonnxruntime_providers_cuda.so`);
+  if (process.platform !== 'linux') return `onnxruntime-node's CUDA EP runs on Linux x64 only (this is ${process.platform})`;
+  if (!existsSync(provider) || !existsSync(join(bin, 'libonnxruntime_providers_shared.so')))
+    return `the CUDA EP's provider libraries are not installed (${provider}): run \`npm run setup:cuda\``;
+  const ldd = spawnSync('ldd', [provider], { encoding: 'utf8' });
+  const missing = (ldd.stdout ?? '')
+    .split('\n')
+    .filter((l) => l.includes('not found'))
+    .map((l) => l.trim().split(' ')[0]);
+  if (missing.includes('libcuda.so.1'))
+    return 'no NVIDIA driver on this machine (libcuda.so.1 not found): --ep cuda needs an NVIDIA GPU';
+  if (missing.length)
+    return (
+      `the CUDA EP needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not found: run \`npm run setup:cuda\` ` +
+      '(installs them from PyPI; bin/vco-lab.mjs adds them to LD_LIBRARY_PATH), or add your CUDA toolkit and cuDNN to LD_LIBRARY_PATH'
+    );
+  return null;
 }
 
 /**
@@ -48,11 +78,11 @@ export async function createNodeRuntime(ep: EP = 'cpu', o: { wasmThreads?: numbe
     listSupportedBackends?: () => Array<{ name: string }>;
   };
   const supported = ort.listSupportedBackends?.().map((b) => b.name) ?? [];
-  if (supported.length && !supported.includes(ep)) {
-    throw new Error(
-      `onnxruntime-node on this machine offers ${supported.join(', ')}, not ${ep}` +
-        (ep === 'cuda' ? ': install the CUDA build (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node)' : ''),
-    );
+  if (supported.length && !supported.includes(ep))
+    throw new Error(`onnxruntime-node on this machine offers ${supported.join(', ')}, not ${ep}`);
+  if (ep === 'cuda') {
+    const why = cudaProblem();
+    if (why) throw new Error(`--ep cuda: ${why}`);
   }
   return new Runtime(ort, 'node', ep, ep === 'webgpu' ? `onnxruntime-node WebGPU (Dawn); ${note}` : `onnxruntime-node ${ep}`);
 }
