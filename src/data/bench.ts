@@ -1,18 +1,24 @@
 /**
  * The ShapesWorld hallucination benchmark: yes/no questions (POPE/AMBER style) on existence, attribute and
- * relation, plus a "trap" subset where the planted language prior (stars are yellow) and the image disagree.
+ * relation, a "trap" subset where the planted language prior (stars are yellow) and the image disagree, and
+ * a "two-image" subset: an exact edit pair shown together, the question with the anchor instruction, about
+ * the fact the edit changed, so only a model that reads the anchor answers it right.
  * Scenes come from a seed space of their own (top bit set) so they are not the training streams' scenes.
  */
 import { attributeQuestion, existenceQuestion, randomQA } from './language.js';
+import { type Anchor, twoImageItem } from './two-image.js';
 import { type Scene, deriveSeed, randomScene, rng } from './world.js';
 
-export type BenchCategory = 'existence' | 'attribute' | 'relation' | 'trap';
-export const BENCH_CATEGORIES: readonly BenchCategory[] = ['existence', 'attribute', 'relation', 'trap'];
+export type BenchCategory = 'existence' | 'attribute' | 'relation' | 'trap' | 'two-image';
+export const BENCH_CATEGORIES: readonly BenchCategory[] = ['existence', 'attribute', 'relation', 'trap', 'two-image'];
 
 export interface BenchItem {
   id: string;
   category: BenchCategory;
+  /** the image the question is about (for two-image items, the one the anchor names) */
   scene: Scene;
+  /** two-image items: both images in prompt order, and the anchor */
+  pair?: { scenes: [Scene, Scene]; anchor: Anchor };
   question: string;
   answer: 'yes' | 'no';
 }
@@ -48,6 +54,18 @@ export function benchmarkSet(opts: { perCategory?: number; seed?: number } = {})
         yes = i % 2 === 0;
       if (category === 'trap') {
         items.push({ id: `${category}-${i}`, category, ...trapItem(rand, i) });
+        continue;
+      }
+      if (category === 'two-image') {
+        const t = twoImageItem(benchSeed(seed, ci, i), i);
+        items.push({
+          id: `${category}-${i}`,
+          category,
+          scene: t.target,
+          pair: { scenes: t.scenes, anchor: t.anchor },
+          question: t.question,
+          answer: t.answer,
+        });
         continue;
       }
       for (;;) {

@@ -59,6 +59,16 @@ export const VOCABULARY: string[] = [
   ...COLORS,
   ...SHAPES,
   ...SHAPES.map((s) => PLURAL[s]),
+  // where an object is ("Where is the red circle?" "Row two, column three.")
+  'where',
+  'row',
+  'column',
+  // the IC-VCO anchor instruction of two-image prompts (" Answer based on the first image." / "... second image.")
+  'answer',
+  'based',
+  'on',
+  'first',
+  'second',
 ];
 
 /** the tokenization rule every text here is checked under */
@@ -115,7 +125,7 @@ export function describe(scene: Scene): string {
   return text;
 }
 
-export type QAKind = 'describe' | 'existence' | 'attribute' | 'color' | 'count' | 'relation';
+export type QAKind = 'describe' | 'existence' | 'attribute' | 'color' | 'count' | 'relation' | 'where';
 export interface QA {
   kind: QAKind;
   question: string;
@@ -195,6 +205,15 @@ export function randomQA(scene: Scene, kind: QAKind, rand: () => number, yes?: b
             : `There are ${NUMBER[n]} ${PLURAL[shape]}.`;
       return { kind, question: `How many ${PLURAL[shape]} are there?`, answer };
     }
+    case 'where': {
+      // an object's grid cell: the single-hop skill (object -> place) that a relation compares twice
+      const o = pick(rand, scene.objects);
+      return {
+        kind,
+        question: `Where is the ${o.color} ${o.shape}?`,
+        answer: `Row ${NUMBER[o.row + 1]}, column ${NUMBER[o.col + 1]}.`,
+      };
+    }
     case 'relation': {
       if (scene.objects.length < 2) return null;
       const i = randInt(rand, scene.objects.length);
@@ -223,9 +242,26 @@ export const SFT_MIXTURE: readonly [QAKind, number][] = [
 /** starYellow: undefined means the planted prior 0.95; null means uniform star colours */
 export const starPrior = (p: number | null | undefined): number | null => (p === undefined ? 0.95 : p);
 
+/**
+ * The scene as prior-following text describes it: with probability `noise`, a non-yellow star is called
+ * yellow. This is how the planted prior survives good grounding, as language priors do in real captions:
+ * a model that reads every colour right still learns that text about a star says "yellow" more often than
+ * the star's pixels do. Only `noise` > 0 draws from `rand`, so other streams stay as they were.
+ */
+export function priorView(scene: Scene, rand: () => number, noise: number): Scene {
+  if (!(noise > 0)) return scene;
+  const stars = scene.objects.filter((o) => o.shape === 'star');
+  // a second, yellow star would make the recoloured scene name two yellow stars
+  if (!stars.some((o) => o.color !== 'yellow') || stars.some((o) => o.color === 'yellow')) return scene;
+  if (rand() >= noise) return scene;
+  const view = cloneScene(scene);
+  for (const o of view.objects) if (o.shape === 'star') o.color = 'yellow';
+  return view;
+}
+
 export function sftExample(
   rand: () => number,
-  opts: { starYellow?: number | null; mixture?: readonly [QAKind, number][] } = {},
+  opts: { starYellow?: number | null; mixture?: readonly [QAKind, number][]; maxObjects?: number; priorNoise?: number } = {},
 ): { scene: Scene; qa: QA } {
   let u = rand(),
     kind: QAKind = 'describe';
@@ -238,8 +274,8 @@ export function sftExample(
   }
   const yes = rand() < 0.5;
   for (;;) {
-    const scene = randomScene(rand, { starYellow: starPrior(opts.starYellow) });
-    const qa = randomQA(scene, kind, rand, yes);
+    const scene = randomScene(rand, { starYellow: starPrior(opts.starYellow), maxObjects: opts.maxObjects });
+    const qa = randomQA(priorView(scene, rand, opts.priorNoise ?? 0), kind, rand, yes);
     if (qa) return { scene, qa };
   }
 }

@@ -18,11 +18,34 @@ export interface ChatModel {
   placeholder?: string;
 }
 
-/** a single-image question and its answer (EOS last), every answer token scored */
-export function answerRow(m: ChatModel, image: PixelImage, question: string, answer: string): ScoreRow {
-  const p = m.processor.process(image);
-  const prompt = promptIds(m.tokenizer, singleImageMessages(question), [p.text], m.placeholder).ids;
-  return { prompt, images: p.tiles, responses: [encodeResponse(m.tokenizer, answer).ids] };
+/** the prompt of a question about one image, or about one of two named by the anchor instruction */
+function questionPrompt(
+  m: ChatModel,
+  images: PixelImage | [PixelImage, PixelImage],
+  question: string,
+  anchor?: AnchorPosition,
+): Pick<ScoreRow, 'prompt' | 'images'> {
+  const list = Array.isArray(images) ? images : [images];
+  const processed = list.map((im) => m.processor.process(im));
+  const messages = list.length === 1 ? singleImageMessages(question) : multiImageMessages(question, anchor ?? 'first');
+  const prompt = promptIds(
+    m.tokenizer,
+    messages,
+    processed.map((p) => p.text),
+    m.placeholder,
+  ).ids;
+  return { prompt, images: processed.flatMap((p) => p.tiles) };
+}
+
+/** a question and its answer (EOS last), every answer token scored; one image, or two with the anchor */
+export function answerRow(
+  m: ChatModel,
+  images: PixelImage | [PixelImage, PixelImage],
+  question: string,
+  answer: string,
+  anchor?: AnchorPosition,
+): ScoreRow {
+  return { ...questionPrompt(m, images, question, anchor), responses: [encodeResponse(m.tokenizer, answer).ids] };
 }
 
 /**
@@ -37,14 +60,5 @@ export function choiceRow(
   candidates: readonly number[],
   anchor?: AnchorPosition,
 ): ScoreRow {
-  const list = Array.isArray(images) ? images : [images];
-  const processed = list.map((im) => m.processor.process(im));
-  const messages = list.length === 1 ? singleImageMessages(question) : multiImageMessages(question, anchor ?? 'first');
-  const prompt = promptIds(
-    m.tokenizer,
-    messages,
-    processed.map((p) => p.text),
-    m.placeholder,
-  ).ids;
-  return { prompt, images: processed.flatMap((p) => p.tiles), responses: candidates.map((t) => [t]) };
+  return { ...questionPrompt(m, images, question, anchor), responses: candidates.map((t) => [t]) };
 }

@@ -3,12 +3,11 @@ import { benchmarkSet } from '../data/bench.js';
 import { render } from '../data/raster.js';
 import type { YesNoItem } from './yesno.js';
 
-export const BENCH_CATEGORIES = ['existence', 'attribute', 'relation', 'trap'] as const;
-
 export function shapesBenchmark(perCategory = 200, seed?: number): YesNoItem[] {
   return benchmarkSet({ perCategory, seed }).map((it) => ({
     category: it.category,
-    image: render(it.scene),
+    image: it.pair ? [render(it.pair.scenes[0]), render(it.pair.scenes[1])] : render(it.scene),
+    anchor: it.pair?.anchor,
     question: it.question,
     answer: it.answer,
   }));

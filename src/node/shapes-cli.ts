@@ -4,31 +4,24 @@
  */
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { shapesBenchmark } from '../eval/shapesworld.js';
 import { type BenchmarkResult, benchmarkMetrics, formatBenchmark, yesNoMargins } from '../eval/yesno.js';
 import { createNodeRuntime } from '../runtime/node.js';
-import type { EP, Runtime } from '../runtime/runtime.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { DEFAULT_DIMS, defaultModelFiles, defaultSpec } from '../train/default-model.js';
 import { DEFAULT_STAGES, type PretrainOptions, defaultModelData, pretrain, weightsEngine } from '../train/pretrain.js';
 import { parameterList } from '../model/vlm.js';
 import { writeFolderAtomic } from './checkpoint-io.js';
 import { loadCheckpointDir } from './load-dir.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
+import { progressReporter } from './progress.js';
+import { epOption, intListOption, intOption, listOption, numberOption } from './options.js';
 
 type Out = (s: string) => void;
 
-function progressLine(err: Out, json: boolean) {
-  return !json && process.stderr.isTTY ? (s: string) => err(`\r${s}\x1b[K`) : undefined;
-}
-
-function positiveInt(name: string, v: string | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} takes a positive integer, got "${v}"`);
-  return n;
-}
+const positiveInt = (name: string, v: string | undefined, dflt: number) => intOption(name, v, dflt, { min: 1 });
 
 export async function evalCommand(args: string[], out: Out, err: Out): Promise<number> {
   const { values } = parseArgs({
@@ -39,20 +32,25 @@ export async function evalCommand(args: string[], out: Out, err: Out): Promise<n
       n: { type: 'string' },
       seed: { type: 'string' },
       batch: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
+      device: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
-  const rt = await createNodeRuntime(values.device as EP);
+  const n = positiveInt('n', values.n, 200),
+    batch = positiveInt('batch', values.batch, 32),
+    seed = values.seed === undefined ? undefined : intOption('seed', values.seed, 0, { min: 0, max: 0x7fffffff }),
+    device = epOption('device', values.device);
+  const rt = await createNodeRuntime(device);
   const model = await loadModelDir(rt, values.model ?? DEFAULT_MODEL_DIR, values.adapter);
-  const items = shapesBenchmark(positiveInt('n', values.n, 200), values.seed === undefined ? undefined : Number(values.seed));
-  const progress = progressLine(err, values.json);
+  for (const note of model.engine.adapterNotes) err(`note: ${note}\n`);
+  const items = shapesBenchmark(n, seed);
+  const progress = progressReporter(err);
   const t0 = performance.now();
   const margins = await yesNoMargins(model.engine, model, items, {
-    batch: positiveInt('batch', values.batch, 32),
-    onProgress: progress && ((d, n) => progress(`eval ${d}/${n} questions`)),
+    batch,
+    onProgress: (d, n) => progress(`eval ${d}/${n} questions`),
   });
-  if (progress) err('\r\x1b[K');
+  progress.done();
   const result = benchmarkMetrics(values.model ?? 'default (models/shapesworld-tiny)', items, margins);
   if (values.json) out(`${JSON.stringify(result, null, 1)}\n`);
   else
@@ -88,7 +86,11 @@ function modelCard(seconds: number, machine: string, stages: StageRecord[], benc
       `${(st.options.mixture ?? [])
         .filter(([, w]) => w > 0)
         .map(([k, w]) => `${k} ${w}`)
-        .join(', ')}; ${(st.seconds / 60).toFixed(1)} min`,
+        .join(', ')}${
+        st.options.twoImage
+          ? `; ${Math.round(100 * st.options.twoImage)}% of the batches two-image examples with the anchor instruction`
+          : ''
+      }; ${(st.seconds / 60).toFixed(1)} min`,
   );
   return `---
 library_name: transformers
@@ -100,14 +102,21 @@ tags: [idefics3, shapesworld, vco-lab, trained-from-scratch]
 
 A small Idefics3 (SmolVLM-architecture) vision-language model trained from scratch by VCO Lab's own engine
 (every weight trainable, onnxruntime CPU EP) on ShapesWorld SFT data, to be the playground's default model.
-Its training data plants a language prior: stars are yellow with probability ${stages[0]?.options.starYellow}. The
-benchmark's "trap" subset (stars of other colours) measures the hallucination that prior causes.
+Its training data plants a language prior twice: stars are yellow with probability ${stages[0]?.options.starYellow},
+and the text of ${Math.round(100 * (stages[0]?.options.priorNoise ?? 0))}% of the examples about a star of another colour calls it yellow
+(the prior in the captions, as web captions carry theirs). The benchmark's "trap" subset (stars of other
+colours) measures the hallucination that prior causes.
 
 Retrain with \`npx vco-lab train-default\` (${(seconds / 60).toFixed(1)} minutes in all on ${machine}):
 ${recipe.join('\n')}
 
 Images are 64×64 with one 16-px patch per grid cell (16 image tokens); the tokenizer is word-level over the
-world's vocabulary.
+world's vocabulary. Two-image examples follow the official IC-VCO SFT stage: two images (mostly an exact edit
+pair, m and m′) and the question with " Answer based on the first image." or "... second image." appended,
+answered about the named image; half of them ask about the very fact the edit changed.
+
+The \`two-image\` category asks yes/no questions about one image of an edit pair, with the anchor instruction,
+about the fact that differs between the two images.
 
 \`npx vco-lab eval\` (${Object.values(bench.categories)[0]?.n ?? 0} questions per category, log p("Yes") vs log p("No")):
 
@@ -136,7 +145,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
       seed: { type: 'string' },
       'star-yellow': { type: 'string' },
       out: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
+      device: { type: 'string' },
       'eval-every': { type: 'string' },
       stage: { type: 'string' },
       init: { type: 'string' },
@@ -144,8 +153,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     },
   });
   // the recipe's stages (all by default; --stage K runs only stage K, from --init's weights when K > 1)
-  const only = values.stage === undefined ? null : positiveInt('stage', values.stage, 1);
-  if (only !== null && only > DEFAULT_STAGES.length) throw new Error(`--stage: the recipe has ${DEFAULT_STAGES.length} stages`);
+  const only = values.stage === undefined ? null : intOption('stage', values.stage, 1, { min: 1, max: DEFAULT_STAGES.length });
   if (only !== null && only > 1 && !values.init)
     throw new Error(`--stage ${only} continues a model: give the stage ${only - 1} folder with --init DIR`);
   const stages = DEFAULT_STAGES.map((st, i) => ({ ...st, index: i + 1 })).filter((st) => only === null || st.index === only);
@@ -153,16 +161,15 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     // --steps and friends override every stage run (a quick run: --stage 1 --steps 300)
     st.steps = positiveInt('steps', values.steps, st.steps);
     st.batch = positiveInt('batch', values.batch, st.batch);
-    if (values.lr !== undefined) st.lr = Number(values.lr);
-    if (values.seed !== undefined) st.seed = Number(values.seed);
-    if (values['star-yellow'] !== undefined) st.starYellow = Number(values['star-yellow']);
-    if (!(st.lr > 0) || !(st.starYellow >= 0 && st.starYellow <= 1))
-      throw new Error('--lr must be > 0 and --star-yellow in [0, 1]');
+    st.lr = numberOption('lr', values.lr, st.lr, { min: 0, minExclusive: true, max: 1 });
+    st.seed = intOption('seed', values.seed, st.seed, { min: 0, max: 0x7fffffff });
+    st.starYellow = numberOption('star-yellow', values['star-yellow'], st.starYellow, { min: 0, max: 1 });
   }
-  const dir = values.out ?? DEFAULT_MODEL_DIR;
-  const rt = await createNodeRuntime(values.device as EP);
-  const progress = progressLine(err, values.json);
+  const device = epOption('device', values.device);
   const evalEvery = values['eval-every'] === undefined ? 0 : positiveInt('eval-every', values['eval-every'], 0);
+  const dir = values.out ?? DEFAULT_MODEL_DIR;
+  const rt = await createNodeRuntime(device);
+  const progress = progressReporter(err);
   const records: StageRecord[] = [];
   let weights: ReadonlyMap<string, Float32Array> | undefined;
   if (values.init) {
@@ -197,8 +204,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
         if (step % 25 === 0) rec.loss_curve.push({ step, loss: ema });
         const eta = (s / step) * (st.steps - step);
         const line = `train-default stage ${st.index} step ${step}/${st.steps}  loss ${ema.toFixed(4)}  lr ${lr.toExponential(2)}  ${s.toFixed(0)} s, ~${eta.toFixed(0)} s left`;
-        if (progress) progress(line);
-        else if (!values.json && step % 100 === 0) err(`${line}\n`);
+        progress(line);
         if (evalEvery && step % evalEvery === 0 && step < st.steps) {
           const b = await evalWeights(rt, w, 50);
           rec.benchmark_during_training.push({
@@ -219,7 +225,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     rec.final_loss_ema = ema;
     records.push(rec);
   }
-  if (progress) err('\r\x1b[K');
+  progress.done();
   const bench = await evalWeights(rt, weights!, 200);
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`;
   const seconds = records.reduce((a, r) => a + r.seconds, 0);
@@ -255,31 +261,57 @@ export async function toyPaperCommand(args: string[], out: Out, err: Out): Promi
     args,
     options: {
       model: { type: 'string' },
+      quick: { type: 'boolean', default: false },
       pairs: { type: 'string' },
       steps: { type: 'string' },
-      n: { type: 'string' },
       batch: { type: 'string' },
       lr: { type: 'string' },
-      objectives: { type: 'string' },
+      rank: { type: 'string' },
+      n: { type: 'string' },
+      'held-out': { type: 'string' },
+      seeds: { type: 'string' },
+      'prior-share': { type: 'string' },
+      methods: { type: 'string' },
+      'no-ablations': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
+      figures: { type: 'string' },
     },
   });
-  const { DEFAULT_TOY, formatToy, toyPaper } = await import('./toy-paper.js');
-  const o = { ...DEFAULT_TOY, modelDir: values.model ?? DEFAULT_MODEL_DIR };
-  o.pairs = positiveInt('pairs', values.pairs, o.pairs);
-  o.steps = positiveInt('steps', values.steps, o.steps);
-  o.batch = positiveInt('batch', values.batch, o.batch);
-  o.perCategory = positiveInt('n', values.n, o.perCategory);
-  if (values.lr !== undefined) o.lr = Number(values.lr);
+  const { DEFAULT_TOY, QUICK_TOY, TOY_ABLATIONS, TOY_METHODS, formatToy, plannedRuns, toyFigures, toyPaper } =
+    await import('./toy-paper.js');
+  const d = values.quick ? QUICK_TOY : DEFAULT_TOY;
+  const o = {
+    ...d,
+    modelDir: values.model ?? DEFAULT_MODEL_DIR,
+    pairs: intOption('pairs', values.pairs, d.pairs, { min: 1, max: 100_000 }),
+    steps: intOption('steps', values.steps, d.steps, { min: 1 }),
+    batch: intOption('batch', values.batch, d.batch, { min: 1 }),
+    lr: numberOption('lr', values.lr, d.lr, { min: 0, minExclusive: true, max: 1 }),
+    rank: intOption('rank', values.rank, d.rank, { min: 1, max: 1024 }),
+    perCategory: intOption('n', values.n, d.perCategory, { min: 1 }),
+    heldOut: intOption('held-out', values['held-out'], d.heldOut, { min: 1 }),
+    seeds: intListOption('seeds', values.seeds, d.seeds, { min: 0, max: 0x3fffffff }),
+    priorShare: numberOption('prior-share', values['prior-share'], d.priorShare, { min: 0, max: 1 }),
+    methods: listOption(
+      'methods',
+      values.methods,
+      [...TOY_METHODS, ...TOY_ABLATIONS].map((m) => m.id),
+    ),
+    ablations: d.ablations && !values['no-ablations'],
+  };
+  plannedRuns(o);
   const rt = await createNodeRuntime('cpu');
-  const r = await toyPaper(rt, {
-    ...o,
-    objectives: values.objectives?.split(','),
-    log: values.json ? undefined : (s) => err(`  ${s}\n`),
-  });
+  const r = await toyPaper(rt, { ...o, log: values.json ? undefined : (s) => err(`  ${s}\n`) });
   const text = JSON.stringify(r, null, 1);
   if (values.out) writeFileSync(values.out, `${text}\n`);
+  if (values.figures) {
+    mkdirSync(values.figures, { recursive: true });
+    for (const [name, svg] of Object.entries(toyFigures(r))) {
+      writeFileSync(join(values.figures, name), svg);
+      if (!values.json) err(`  wrote ${join(values.figures, name)}\n`);
+    }
+  }
   out(values.json ? `${text}\n` : formatToy(r));
   return 0;
 }

@@ -9,10 +9,12 @@
 import { render } from '../data/raster.js';
 import { type Scene, rng } from '../data/world.js';
 import { type QA, type QAKind, sftExample } from '../data/language.js';
+import { type Anchor, twoImageExample } from '../data/two-image.js';
 import { Engine } from '../engine/engine.js';
 import { type AdamWConfig, adamwStep, clipGradNorm, lrFactor, newAdamWState } from '../engine/optim.js';
 import { type ChatModel, answerRow } from '../engine/rows.js';
 import { memoryCheckpoint } from '../model/checkpoint.js';
+import type { PixelImage } from '../model/processor.js';
 import { type ModelData, modelDataFromFiles } from '../model/data.js';
 import { randomCheckpoint } from '../model/random-checkpoint.js';
 import { type VlmSpec, parameterList } from '../model/vlm.js';
@@ -27,15 +29,28 @@ export interface PretrainOptions {
   seed: number;
   /** probability that a training star is yellow (the planted prior) */
   starYellow: number;
+  /** probability that the text of an example calls a non-yellow star yellow (`priorView`: the prior in the
+   *  captions, which is what keeps it when the model's grounding is good) */
+  priorNoise?: number;
   /** tokens per row (prompt + answer + padding) */
   rowLength: number;
   dims?: DefaultModelDims;
   /** SFT question kinds and their shares (default DEFAULT_MIXTURE) */
   mixture?: readonly [QAKind, number][];
+  /** the share of steps whose batch is two-image examples with the anchor instruction (src/data/two-image.ts) */
+  twoImage?: number;
+  /** tokens per row of a two-image batch (default rowLength) */
+  twoImageRowLength?: number;
+  /** the question kinds of two-image examples (default: the stage's mixture) */
+  twoImageMixture?: readonly [QAKind, number][];
+  /** share of two-image examples whose images are an exact edit pair (default 1/2; the rest are unrelated scenes) */
+  twoImageEditedShare?: number;
+  /** at most this many objects per scene (a curriculum: fewer objects make grounding easier to start) */
+  maxObjects?: number;
   /** start from these weights (a previous stage) instead of a fresh initialisation */
   init?: ReadonlyMap<string, Float32Array>;
-  /** the example stream (default: ShapesWorld's SFT mixture with the planted prior) */
-  example?: (rand: () => number) => { scene: Scene; qa: QA };
+  /** the example stream (default: ShapesWorld's SFT mixture with the planted prior); `two` asks for a two-image one */
+  example?: (rand: () => number, two: boolean) => SftExample;
   /** called after each step */
   onStep?: (s: {
     step: number;
@@ -61,24 +76,54 @@ export const DEFAULT_MIXTURE: readonly [QAKind, number][] = [
   ['relation', 0.15],
 ];
 
-/** stage 2's mixture: half existence questions, where binding colour to shape is what is left to learn */
+/**
+ * stage 2's mixture: existence-heavy (binding colour to shape is what is left to learn), with "where"
+ * questions (an object's grid cell: the single hop from an object to its place that a relation makes twice)
+ */
 export const BINDING_MIXTURE: readonly [QAKind, number][] = [
   ['describe', 0.1],
-  ['existence', 0.5],
+  ['existence', 0.4],
   ['attribute', 0.15],
-  ['color', 0.1],
+  ['color', 0.05],
   ['count', 0.0],
-  ['relation', 0.15],
+  ['relation', 0.2],
+  ['where', 0.1],
 ];
 
 /**
- * The default model's recipe: (1) from scratch, 9000 steps at peak lr 5e-4 (1e-3 and above stall: the
- * single-object colour probe stays at log 5 per colour token); (2) a warm restart, 3000 steps at 3e-4 on the
- * binding mixture, fresh optimizer state and a new data seed.
+ * The default model's recipe: (1) from scratch on single images, 8000 steps at peak lr 5e-4 (1e-3 and above
+ * stall: the single-object colour probe stays at log 5 per colour token); two-image examples this early only
+ * slow the grounding everything else needs; (2) a warm restart at 3e-4, fresh optimizer state and a new data
+ * seed, where half the batches show two images with the anchor instruction (the official SFT's anchored
+ * samples) and the single-image half is existence-heavy with "where" questions. Both stages plant the prior
+ * twice: 95% of stars are yellow, and half the examples about a non-yellow star call it yellow (`priorView`);
+ * without the second, a model that grounds colours well (stage 2's) answers the trap questions from the image.
  */
 export const DEFAULT_STAGES: readonly PretrainOptions[] = [
-  { steps: 9000, batch: 16, lr: 5e-4, warmup: 200, seed: 1, starYellow: 0.95, rowLength: 80, mixture: DEFAULT_MIXTURE },
-  { steps: 3000, batch: 16, lr: 3e-4, warmup: 100, seed: 2, starYellow: 0.95, rowLength: 80, mixture: BINDING_MIXTURE },
+  {
+    steps: 8000,
+    batch: 16,
+    lr: 5e-4,
+    warmup: 200,
+    seed: 1,
+    starYellow: 0.95,
+    priorNoise: 0.5,
+    rowLength: 64,
+    mixture: DEFAULT_MIXTURE,
+  },
+  {
+    steps: 6000,
+    batch: 16,
+    lr: 3e-4,
+    warmup: 100,
+    seed: 2,
+    starYellow: 0.95,
+    priorNoise: 0.5,
+    rowLength: 64,
+    twoImageRowLength: 96,
+    twoImage: 0.5,
+    mixture: BINDING_MIXTURE,
+  },
 ];
 
 export const DEFAULT_PRETRAIN: PretrainOptions = DEFAULT_STAGES[0];
@@ -104,6 +149,26 @@ export async function weightsEngine(
   return Engine.create(rt, spec, memoryCheckpoint(defaultConfig(dims), tensors));
 }
 
+/** one SFT example: one image, or two with the anchor that names the one the answer is about */
+export interface SftExample {
+  scenes: Scene | [Scene, Scene];
+  anchor?: Anchor;
+  qa: QA;
+}
+
+/** the recipe's example stream: a single-image question, or (two) a two-image one with the anchor */
+export function defaultExample(
+  o: Pick<PretrainOptions, 'starYellow' | 'priorNoise' | 'mixture' | 'maxObjects' | 'twoImageMixture' | 'twoImageEditedShare'>,
+) {
+  const mix = { starYellow: o.starYellow, priorNoise: o.priorNoise, mixture: o.mixture ?? DEFAULT_MIXTURE };
+  const two = { ...mix, mixture: o.twoImageMixture ?? mix.mixture, editedShare: o.twoImageEditedShare };
+  return (rand: () => number, isTwo: boolean): SftExample => {
+    if (isTwo) return twoImageExample(rand, two);
+    const { scene, qa } = sftExample(rand, { ...mix, maxObjects: o.maxObjects });
+    return { scenes: scene, qa };
+  };
+}
+
 export async function pretrain(
   rt: Runtime,
   o: PretrainOptions,
@@ -121,19 +186,33 @@ export async function pretrain(
     }),
   );
   const engine = await weightsEngine(rt, spec, weights, dims);
-  // one graph shape for every step: B rows of rowLength tokens, up to 40 scored tokens a row
-  const shape = { rows: o.batch, length: o.rowLength, scored: o.batch * 40, images: o.batch, allWeights: true };
+  // two graph shapes: a batch is all single-image rows (B rows of rowLength tokens) or, with probability
+  // twoImage, all two-image rows (longer, two images each), so short rows are not padded to the long length
+  const shapes = {
+    one: { rows: o.batch, length: o.rowLength, scored: o.batch * 40, images: o.batch, allWeights: true },
+    two: {
+      rows: o.batch,
+      length: o.twoImageRowLength ?? o.rowLength,
+      scored: o.batch * 40,
+      images: 2 * o.batch,
+      allWeights: true,
+    },
+  };
+  const example = o.example ?? defaultExample(o);
   const adam = newAdamWState();
   const opt: AdamWConfig = { lr: o.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 };
   const rand = rng(o.seed * 1000003 + 17);
   const t0 = performance.now();
   for (let step = 0; step < o.steps; step++) {
+    const two = !!o.twoImage && rand() < o.twoImage;
     const rows = Array.from({ length: o.batch }, () => {
-      const { scene, qa } = o.example
-        ? o.example(rand)
-        : sftExample(rand, { starYellow: o.starYellow, mixture: o.mixture ?? DEFAULT_MIXTURE });
-      return answerRow(m, render(scene), qa.question, qa.answer);
+      const { scenes, anchor, qa } = example(rand, two);
+      const pixels: PixelImage | [PixelImage, PixelImage] = Array.isArray(scenes)
+        ? [render(scenes[0]), render(scenes[1])]
+        : render(scenes);
+      return answerRow(m, pixels, qa.question, qa.answer, anchor);
     });
+    const shape = two ? shapes.two : shapes.one;
     // the mean token NLL: every answer token weighs 1 / (tokens in the batch)
     const total = rows.reduce((n, r) => n + r.responses[0].length, 0);
     const seeds = rows.map((r) => [new Float32Array(r.responses[0].length).fill(-1 / total)]);

@@ -5,12 +5,14 @@ import {
   VOCABULARY,
   describe,
   hallucinate,
+  priorView,
   randomQA,
   relationOf,
   sftExample,
   words,
 } from '../../src/data/language.js';
 import { type Scene, type SceneObject, randomScene, rng, validateScene } from '../../src/data/world.js';
+import { ANCHOR_SUFFIX } from '../../src/model/prompts.js';
 import { oracle } from './truth.js';
 
 const obj = (
@@ -22,7 +24,7 @@ const obj = (
   col: number,
 ): SceneObject => ({ id, size, color, shape, row, col });
 const scene = (...objects: SceneObject[]): Scene => ({ objects, background: 0, style: 0 });
-const KINDS: QAKind[] = ['describe', 'existence', 'attribute', 'color', 'count', 'relation'];
+const KINDS: QAKind[] = ['describe', 'existence', 'attribute', 'color', 'count', 'relation', 'where'];
 
 suite('descriptions', () => {
   it('writes the canonical template', () => {
@@ -101,9 +103,11 @@ suite('descriptions', () => {
         }
       }
     }
+    // the two-image prompts' anchor instruction
+    for (const a of Object.values(ANCHOR_SUFFIX)) check(a);
     expect(outside).toEqual([]);
-    // nothing in the vocabulary is dead weight ("four" needs four objects of one shape: below)
-    expect(VOCABULARY.filter((w) => !seen.has(w))).toEqual(['four']);
+    // nothing in the vocabulary is dead weight ("four" also counts four objects of one shape: below)
+    expect(VOCABULARY.filter((w) => !seen.has(w))).toEqual([]);
     const circles = scene(...(['red', 'green', 'blue', 'yellow'] as const).map((c, i) => obj(i, 'small', c, 'circle', i, 0)));
     const qa = [1, 2, 3, 4, 5, 6, 7, 8]
       .map((k) => randomQA(circles, 'count', rng(k))!)
@@ -159,6 +163,31 @@ suite('questions', () => {
     for (const [k, p] of Object.entries(want)) expect(Math.abs(kinds[k] / N - p)).toBeLessThan(0.025);
     expect(Math.abs(yes / yn - 0.5)).toBeLessThan(0.04);
     expect(hardNeg / negExist).toBeGreaterThan(0.5);
+  });
+
+  it('plants the prior in the text: priorView calls a lone non-yellow star yellow with probability noise, and changes nothing else', () => {
+    const rand = rng(11);
+    const red = scene(obj(0, 'small', 'red', 'star', 0, 0), obj(1, 'large', 'blue', 'circle', 2, 1));
+    const N = 4000;
+    let called = 0;
+    for (let i = 0; i < N; i++) {
+      const v = priorView(red, rand, 0.5);
+      if (v === red) continue;
+      called++;
+      expect(v.objects.map((o) => (o.shape === 'star' ? { ...o, color: 'red' } : o))).toEqual(red.objects);
+      expect(v.objects[0].color).toBe('yellow');
+    }
+    expect(Math.abs(called / N - 0.5)).toBeLessThan(0.03);
+    expect(red.objects[0].color).toBe('red');
+    // no draw at noise 0 (the other streams stay as they were); scenes with a yellow star or none are kept
+    const r0 = rng(3),
+      r1 = rng(3);
+    expect(priorView(red, r0, 0)).toBe(red);
+    expect(r0()).toBe(r1());
+    const yellow = scene(obj(0, 'small', 'yellow', 'star', 0, 0), obj(1, 'small', 'red', 'star', 1, 1));
+    expect(priorView(yellow, rand, 1)).toBe(yellow);
+    const none = scene(obj(0, 'small', 'red', 'circle', 0, 0));
+    expect(priorView(none, rand, 1)).toBe(none);
   });
 
   it('refuses kinds a scene cannot support', () => {

@@ -22,6 +22,11 @@ export function oracle(scene: Scene, q: string): string {
     if (hits.length !== 1) throw new Error(`color question about a shape that occurs ${hits.length} times: ${q}`);
     return `The ${m[1]} is ${hits[0].color}.`;
   }
+  if ((m = q.match(/^Where is the (\w+) (\w+)\?$/))) {
+    const [o] = find(m[1], m[2]);
+    if (!o) throw new Error(`where question about an absent object: ${q}`);
+    return `Row ${NUM[o.row + 1]}, column ${NUM[o.col + 1]}.`;
+  }
   if ((m = q.match(/^How many (\w+) are there\?$/))) {
     const s = PLURALS[m[1]],
       n = objs.filter((o) => o.shape === s).length;

@@ -87,7 +87,7 @@ describe('the shipped default model folder', () => {
       ),
     ).toBe(0);
     const r = JSON.parse(lines.join(''));
-    expect(Object.keys(r.categories)).toEqual(['existence', 'attribute', 'relation', 'trap']);
+    expect(Object.keys(r.categories)).toEqual(['existence', 'attribute', 'relation', 'trap', 'two-image']);
     for (const c of Object.values(r.categories) as { accuracy: number; f1: number; yes_ratio: number }[]) {
       for (const k of ['accuracy', 'f1', 'yes_ratio'] as const) expect(c[k]).toBeGreaterThanOrEqual(0);
     }
