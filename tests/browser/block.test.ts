@@ -17,8 +17,9 @@ describe.runIf(chromiumAvailable())('decoder block backward in a Chromium worker
     let url: string;
     [{ server, url }, browser] = await Promise.all([startApp(), launchChromium()]);
     page = await browser.newPage();
-    await page.goto(url);
-  });
+    // the dev server transforms every module on the first load: minutes on a busy 2-core machine
+    await page.goto(url, { timeout: 180_000 });
+  }, 300_000);
   afterAll(async () => {
     await browser?.close();
     await server?.close();

@@ -54,12 +54,13 @@ describe.runIf(chromiumAvailable())('the engine worker in headless Chromium', ()
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
     });
-    await page.goto(url);
+    // the dev server transforms every module on the first load: minutes on a busy 2-core machine
+    await page.goto(url, { timeout: 180_000 });
     expected = {
       forward: await runNode(cpu, demo.forward, demo.feeds),
       backward: await runNode(cpu, demo.backward.graph, demo.feeds),
     };
-  });
+  }, 300_000);
   afterAll(async () => {
     await browser?.close();
     await server?.close();
