@@ -27,6 +27,15 @@ async function snap(page: Page, name: string): Promise<void> {
   for (const [w, h, tag] of SIZES) {
     await page.setViewportSize({ width: w, height: h });
     await page.waitForTimeout(400);
+    // charts are built and redrawn only near the viewport: pass over the whole page first
+    await page.evaluate(async () => {
+      for (let y = 0; y < document.body.scrollHeight; y += 300) {
+        scrollTo(0, y);
+        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 60)));
+      }
+      scrollTo(0, 0);
+      await new Promise((r) => setTimeout(r, 200));
+    });
     const file = join(out, `${name}-${tag}.png`);
     await page.screenshot({ path: file, fullPage: true });
     if (tag === 'wide') await page.screenshot({ path: join(out, `${name}.png`) });

@@ -79,13 +79,16 @@ describe('the shipped default model folder', () => {
 
   it('meets the benchmark targets: >= 90% on existence and attribute, and clearly more errors on the prior trap', async () => {
     const lines: string[] = [];
+    let progress = '';
     expect(
       await main(
         ['eval', '--json', '--n', '200'],
         (s) => lines.push(s),
-        (s) => lines.push(s),
+        (s) => (progress += s),
       ),
     ).toBe(0);
+    // off a terminal, progress goes to stderr as whole lines; stdout holds only the JSON
+    expect(progress).toMatch(/^eval \d+\/1000/m);
     const r = JSON.parse(lines.join(''));
     expect(Object.keys(r.categories)).toEqual(['existence', 'attribute', 'relation', 'trap', 'two-image']);
     for (const c of Object.values(r.categories) as { accuracy: number; f1: number; yes_ratio: number }[]) {
