@@ -27,3 +27,16 @@ export function requireReference(): void {
 
 /** a seeded PRNG (mulberry32) so that every random test is repeatable: ShapesWorld's own */
 export { rng } from '../src/data/world.js';
+
+/** run `vco-lab ARGS` in this process, capturing its exit code, stdout and stderr */
+export async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import('../src/node/cli.js');
+  let out = '',
+    err = '';
+  const code = await main(
+    args,
+    (s) => (out += s),
+    (s) => (err += s),
+  );
+  return { code, out, err };
+}

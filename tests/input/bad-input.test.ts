@@ -15,27 +15,16 @@ import { evaluate } from '../../src/loss/objective.js';
 import { resolveObjective } from '../../src/loss/registry.js';
 import { modelDataFromFiles } from '../../src/model/data.js';
 import { parseSafetensorsHeader, writeSafetensors } from '../../src/model/safetensors.js';
-import { main } from '../../src/node/cli.js';
 import { loadCheckpointDir, readCheckpointFiles } from '../../src/node/load-dir.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
 import { checkConfig } from '../../src/model/families/index.js';
+import { cli } from '../helpers.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'vco-bad-'));
 const config = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'config.json'), 'utf8'));
 const spec = checkConfig(config, 'config.json');
 const H = spec.text.hidden;
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const code = await main(
-    args,
-    (s) => (out += s),
-    (s) => (err += s),
-  );
-  return { code, out, err };
-}
 
 /** a copy of the default model folder, with `edit` applied to model.safetensors' bytes */
 function modelCopy(edit?: (bytes: Uint8Array) => void): string {

@@ -18,28 +18,16 @@ import { shapesworldSamples } from '../../src/engine/datasets.js';
 import { forwardSample } from '../../src/engine/sample.js';
 import { icvco } from '../../src/loss/icvco.js';
 import { parseSafetensorsHeader, decodeTensor } from '../../src/model/safetensors.js';
-import { main } from '../../src/node/cli.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
 import { torchBackend } from '../../src/node/torch/backend.js';
 import { checkModelTorch } from '../../src/node/torch/reference.js';
 import { loadCase } from '../../src/node/reference-case.js';
 import { TorchWorkers, torchPython } from '../../src/node/torch/workers.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
-import { FIXTURE_CASES, PUBLIC_CASES } from '../helpers.js';
+import { cli, FIXTURE_CASES, PUBLIC_CASES } from '../helpers.js';
 
 const hasTorch = () =>
   spawnSync(torchPython(), ['-c', 'import torch, transformers, peft'], { stdio: 'ignore', env: { ...process.env } }).status === 0;
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const code = await main(
-    args,
-    (s) => (out += s),
-    (s) => (err += s),
-  );
-  return { code, out, err };
-}
 
 function tensors(file: string): Map<string, Float32Array> {
   const b = new Uint8Array(readFileSync(file));

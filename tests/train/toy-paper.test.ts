@@ -7,21 +7,10 @@
 import { describe, expect, it } from 'vitest';
 import { shapesworldSet } from '../../src/data/sets.js';
 import { shapesworldSamples } from '../../src/engine/datasets.js';
-import { main } from '../../src/node/cli.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
 import { meanSd, toyFigures, toyPaper, toySet } from '../../src/node/toy-paper.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const code = await main(
-    args,
-    (s) => (out += s),
-    (s) => (err += s),
-  );
-  return { code, out, err };
-}
+import { cli } from '../helpers.js';
 
 describe('toy-paper', () => {
   it("edited and synthetic negatives share m, y and y'; only m' differs", async () => {

@@ -13,22 +13,11 @@ import { describe, expect, it } from 'vitest';
 import { encodePng } from '../../src/data/png.js';
 import { render } from '../../src/data/raster.js';
 import { makePreferenceSample } from '../../src/data/edits.js';
-import { main } from '../../src/node/cli.js';
 import { REPO_ROOT } from '../../src/node/model-dir.js';
 import { TRAIN_DEFAULTS, resolveTrainConfig } from '../../src/node/train-config.js';
+import { cli } from '../helpers.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'vco-train-cli-'));
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const code = await main(
-    args,
-    (s) => (out += s),
-    (s) => (err += s),
-  );
-  return { code, out, err };
-}
 
 /** a small, fast run: LoRA r 4 on the top LM layer, batch 2, IC-VCO */
 const SMALL = ['--lora_r', '4', '--lora_alpha', '8', '--lora_top_k', '1', '--per_device_train_batch_size', '2'];
