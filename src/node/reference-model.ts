@@ -133,15 +133,29 @@ export async function checkModel(c: ReferenceCase, device: EP = 'cpu', log?: (s:
     presets[preset] = presetCheck(c, preset, res.loss, total);
   }
   await engine.release();
-  const tolLp = MODEL_TOLERANCES.logprob_abs[device] ?? 1e-3;
+  return modelCheckReport(c, presets, polErr, refErr, MODEL_TOLERANCES.logprob_abs[device] ?? 1e-3, {
+    device,
+    runtime: rt.detail,
+  });
+}
+
+/** a case's report from its presets' checks and its token log-prob errors (every backend's `reference` shares it) */
+export function modelCheckReport(
+  c: ReferenceCase,
+  presets: ModelCheck['presets'],
+  polErr: number,
+  refErr: number,
+  tolLp: number,
+  where: { device: ModelCheck['device']; runtime: string },
+): ModelCheck {
   const both = [presets.paper, presets['reference-code']];
   const lpErr = Math.max(polErr, refErr);
   return {
     case: c.dir,
     family: c.family,
     mode: 'model',
-    device,
-    runtime: rt.detail,
+    device: where.device,
+    runtime: where.runtime,
     sequences: c.sequences.length,
     logprobs: { policy_max_abs_err: polErr, reference_max_abs_err: refErr },
     presets,

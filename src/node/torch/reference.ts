@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { evaluate } from '../../loss/objective.js';
 import { icvco } from '../../loss/icvco.js';
-import { MODEL_TOLERANCES, type ModelCheck, presetCheck } from '../reference-model.js';
+import { MODEL_TOLERANCES, type ModelCheck, modelCheckReport, presetCheck } from '../reference-model.js';
 import { type ReferenceCase, caseScores, presetConfig, sequenceKey } from '../reference-case.js';
 import { type B64Array, TorchWorkers, fromB64, toB64 } from './workers.js';
 
@@ -66,26 +66,10 @@ export async function checkModelTorch(
       const total = new Map(Object.entries(grads).map(([k, v]) => [k, fromB64(v)]));
       presets[preset] = presetCheck(c, preset, res.loss, total);
     }
-    const tolLp = MODEL_TOLERANCES.logprob_abs.cpu;
-    const both = [presets.paper, presets['reference-code']];
-    const lpErr = Math.max(polErr, refErr);
-    return {
-      case: c.dir,
-      family: c.family,
-      mode: 'model',
+    return modelCheckReport(c, presets, polErr, refErr, MODEL_TOLERANCES.logprob_abs.cpu, {
       device: 'cpu',
       runtime: `PyTorch worker (transformers + PEFT, ${o.dtype ?? 'float32'})`,
-      sequences: c.sequences.length,
-      logprobs: { policy_max_abs_err: polErr, reference_max_abs_err: refErr },
-      presets,
-      max_errors: {
-        logprob_abs: lpErr,
-        loss_rel: Math.max(...both.map((p) => p.loss.rel_err)),
-        lora_grad_rel: Math.max(...both.map((p) => p.lora_grad_max_rel_err)),
-      },
-      tolerances: { logprob_abs: tolLp, loss_rel: MODEL_TOLERANCES.loss_rel, lora_grad_rel: MODEL_TOLERANCES.lora_grad_rel },
-      pass: lpErr <= tolLp && both.every((p) => p.pass),
-    };
+    });
   } finally {
     if (!o.workers) await w.close();
   }
