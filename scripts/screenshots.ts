@@ -36,6 +36,20 @@ async function snap(page: Page, name: string): Promise<void> {
       scrollTo(0, 0);
       await new Promise((r) => setTimeout(r, 200));
     });
+    // what sticks out past the viewport's right edge (a phone layout must not scroll sideways)
+    const over = await page.evaluate((width) => {
+      const els = [...document.querySelectorAll('body *')].filter((e) => {
+        const r = e.getBoundingClientRect();
+        return r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'fixed';
+      });
+      // the outermost offenders: their children stick out because they do
+      const outer = els.filter((e) => !els.includes(e.parentElement!));
+      return {
+        scrollWidth: document.documentElement.scrollWidth,
+        outer: outer.slice(0, 8).map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ')[0]}` : ''} right=${Math.round(e.getBoundingClientRect().right)}`),
+      };
+    }, w);
+    if (over.scrollWidth > w) console.log(`${name}-${tag}: page ${over.scrollWidth} px wide in a ${w} px viewport: ${over.outer.join('; ')}`);
     const file = join(out, `${name}-${tag}.png`);
     await page.screenshot({ path: file, fullPage: true });
     if (tag === 'wide') await page.screenshot({ path: join(out, `${name}.png`) });

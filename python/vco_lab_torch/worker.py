@@ -10,7 +10,9 @@ process over one TCP connection with newline-delimited JSON:
              keep their autograd graph
   backward   back-propagate sum_rows sum_t w[t] * logp[t] through the kept graphs; w = dL/ds * mask from Node,
              which is exact: the loss depends on the model only through these sequence scores
-  step       all-reduce the LoRA gradients (SUM: each rank holds the part of one global loss), clip, AdamW
+  step       all-reduce the LoRA gradients (SUM: each rank holds the part of one global loss), clip, AdamW;
+             with a DeepSpeed config (load's "deepspeed"), ZeRO stage 1/2 does the reduction, clipping and a
+             partitioned AdamW step instead (see DeepSpeedStep)
   grads, save, restore, close
 
 Arrays travel as base64 of little-endian float32 ("f32") or float64 ("f64") with their shape. Launched by Node as
@@ -91,6 +93,7 @@ class Worker:
         self.model_dir = m["model"]
         self.lora = {self.peft_name(n): p for n, p in model.named_parameters() if "lora_" in n}
         self.optimizer = None
+        self.ds = DeepSpeedStep(self, m["deepspeed"]) if m.get("deepspeed") else None
         return {"lora": [{"name": k, "shape": list(p.shape)} for k, p in self.lora.items()], "rank": self.rank, "world": self.world}
 
     @staticmethod
@@ -157,7 +160,10 @@ class Worker:
             term = (lp * unb64(w).to(lp.device, lp.dtype)).sum()
             total = term if total is None else total + term
         if total is not None and total.requires_grad:
-            total.backward()
+            if self.ds:
+                self.ds.accumulate(total)
+            else:
+                total.backward()
         return {}
 
     def drop(self, m):
@@ -168,6 +174,8 @@ class Worker:
     def zero_grad(self, m):
         for p in self.lora.values():
             p.grad = None
+        if self.ds:
+            self.ds.local.clear()
         return {}
 
     def all_reduced_grads(self):
@@ -178,10 +186,15 @@ class Worker:
                 torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
 
     def grads(self, m):
+        if self.ds:
+            for k, p in self.lora.items():
+                p.grad = self.ds.local.get(k, torch.zeros_like(p)).clone()
         self.all_reduced_grads()
         return {"grads": {k: b64(p.grad) for k, p in self.lora.items()}}
 
     def step(self, m):
+        if self.ds:
+            return self.ds.step(m)
         if self.optimizer is None:
             self.optimizer = torch.optim.AdamW(
                 list(self.lora.values()), lr=m["lr"], betas=tuple(m["betas"]), eps=m["eps"], weight_decay=m["weight_decay"]
@@ -208,6 +221,9 @@ class Worker:
             self.model.save_pretrained(m["dir"])
             if m.get("optimizer") and self.optimizer is not None:
                 torch.save(self.optimizer.state_dict(), os.path.join(m["dir"], "optimizer.pt"))
+        if m.get("optimizer") and self.ds:
+            # every rank writes its partition of the optimizer state (DeepSpeed's checkpoint layout)
+            self.ds.engine.save_checkpoint(os.path.join(m["dir"], "deepspeed"), tag="state", exclude_frozen_parameters=True)
         if self.world > 1:
             torch.distributed.barrier()
         return {}
@@ -218,12 +234,81 @@ class Worker:
 
         sd = load_file(os.path.join(m["dir"], "adapter_model.safetensors"))
         set_peft_model_state_dict(self.model, sd)
+        if self.ds:
+            where = os.path.join(m["dir"], "deepspeed")
+            if not os.path.isdir(where):
+                raise ValueError(f"{m['dir']} has no deepspeed/ folder: it was saved without --deepspeed; resume it the same way")
+            # the LoRA weights and each rank's partition of the fp32 master weights and AdamW moments
+            self.ds.engine.load_checkpoint(where, tag="state", load_module_strict=False, load_lr_scheduler_states=False)
+            return {}
         opt = os.path.join(m["dir"], "optimizer.pt")
         if os.path.exists(opt):
             state = torch.load(opt, weights_only=True)
             self.optimizer = torch.optim.AdamW(list(self.lora.values()), lr=0.0)
             self.optimizer.load_state_dict(state)
         return {}
+
+
+class DeepSpeedStep:
+    """ZeRO stage 1/2 for the LoRA parameters, driven by VCO Lab's Trainer.
+
+    The ranks score different rows with plain autograd, so DeepSpeed's gradient hooks must not fire then (their
+    bucketed reductions are collectives that every rank must enter in the same order): each `backward`
+    accumulates its gradients with torch.autograd.grad, which leaves .grad and the hooks alone. At the step every
+    rank runs one backward of world * sum(p * g) through the engine, the same graph on every rank, whose gradient
+    is world * g; DeepSpeed reduces it to its mean over the ranks, i.e. the sum of the ranks' gradients (one
+    global loss, as the other path), partitions it, clips with gradient_clipping and steps its partition of
+    torch's AdamW (the fp32 master weights and moments live only on their rank), then gathers the weights.
+    """
+
+    def __init__(self, w, config):
+        import deepspeed
+
+        if not torch.distributed.is_initialized():
+            # a single process: a group of one (DeepSpeed always communicates through torch.distributed)
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
+            torch.distributed.init_process_group("nccl" if w.device.type == "cuda" else "gloo", rank=0, world_size=1)
+        self.w = w
+        self.params = list(w.lora.values())
+        # lr, betas, eps and weight decay are set from the Trainer's settings at every step
+        opt = torch.optim.AdamW(self.params, lr=0.0)
+        self.engine, _, _, _ = deepspeed.initialize(model=w.model, optimizer=opt, config=config)
+        w.model.eval()
+        self.local = {}
+
+    def accumulate(self, total):
+        names = list(self.w.lora)
+        grads = torch.autograd.grad(total, self.params, allow_unused=True)
+        for k, g in zip(names, grads):
+            if g is not None:
+                self.local[k] = g if k not in self.local else self.local[k] + g
+
+    def step(self, m):
+        w = self.w
+        local = [self.local.get(k, torch.zeros_like(p)) for k, p in w.lora.items()]
+        bad_here = next((k for k, g in zip(w.lora, local) if not torch.isfinite(g).all()), None)
+        flag = torch.tensor([1.0 if bad_here else 0.0], device=w.device)
+        if w.world > 1:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() > 0:
+            # a non-finite gradient would poison every moment of AdamW: nothing is updated, on any rank
+            self.local.clear()
+            return {"grad_norm": float("nan"), "bad": bad_here or "(a tensor on another rank)"}
+        for g in self.engine.optimizer.param_groups:
+            g.update(lr=m["lr"], betas=tuple(m["betas"]), eps=m["eps"], weight_decay=m["weight_decay"])
+        surrogate = sum((p * g.detach().to(p.dtype)).sum() for p, g in zip(self.params, local)) * w.world
+        self.engine.backward(surrogate)
+        self.engine.step()
+        self.local.clear()
+        norm = self.engine.get_global_grad_norm()
+        return {"grad_norm": float(norm) if norm is not None else float("nan")}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def serve(address):

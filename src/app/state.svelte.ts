@@ -87,6 +87,8 @@ class AppState {
     if (e.type === 'step') {
       this.logs = [...this.logs, e.report];
       this.run = { ...this.run, step: e.report.step, lastLog: e.report };
+    } else if (e.type === 'checkpoint') {
+      this.run = { ...this.run, checkpointStep: e.step };
     } else {
       this.run = { ...this.run, status: e.status, step: e.step, message: e.message };
       if (e.status === 'failed') this.notify('error', `Training stopped: ${e.message}`);

@@ -69,6 +69,11 @@ export interface TrainRunConfig {
   nnodes: number;
   /** torch: this node's address as the other nodes reach it (also torchrun's master_addr) */
   master_addr: string;
+  /**
+   * torch: a DeepSpeed JSON config (HF TrainingArguments' --deepspeed): ZeRO stage 1 or 2 partitions the AdamW
+   * state and the reduced gradients over the ranks, as the paper's runs; "auto" values come from this run
+   */
+  deepspeed: string | null;
   /** torch: the model's dtype and device */
   torch_dtype: 'float32' | 'bfloat16' | 'float64';
   torch_device: 'cpu' | 'cuda';
@@ -118,6 +123,7 @@ export const TRAIN_DEFAULTS: TrainRunConfig = {
   nproc_per_node: 1,
   nnodes: 1,
   master_addr: '127.0.0.1',
+  deepspeed: null,
   torch_dtype: 'float32',
   torch_device: 'cpu',
   output_dir: 'runs/vco-lab-run',
@@ -196,6 +202,7 @@ const KINDS: Record<
   nproc_per_node: { kind: 'int', min: 1, max: 1024 },
   nnodes: { kind: 'int', min: 1, max: 4096 },
   master_addr: { kind: 'string' },
+  deepspeed: { kind: 'string', nullable: true },
   torch_dtype: { kind: 'string', of: ['float32', 'bfloat16', 'float64'] },
   torch_device: { kind: 'string', of: ['cpu', 'cuda'] },
   output_dir: { kind: 'string' },

@@ -36,6 +36,7 @@ import type { Engine } from '../engine/engine.js';
 import type { ChatModel } from '../engine/rows.js';
 import { modelDataFromFiles } from '../model/data.js';
 import type { TorchBackend } from './torch/backend.js';
+import { resolveDeepSpeedConfig } from './torch/deepspeed.js';
 import { UsageError } from './options.js';
 import { type TrainRunConfig } from './train-config.js';
 
@@ -79,7 +80,7 @@ function isShapesWorldModel(dir: string): boolean {
 }
 
 /** the ranks that share a micro-batch: the PyTorch backend's processes (the engine is one) */
-const ranks = (c: TrainRunConfig) => (c.backend === 'torch' ? c.nproc_per_node : 1);
+const ranks = (c: TrainRunConfig) => (c.backend === 'torch' ? c.nproc_per_node * c.nnodes : 1);
 
 export function trainConfigOf(c: TrainRunConfig, totalSteps: number): TrainConfig {
   return {
@@ -101,6 +102,7 @@ async function prepareTorch(c: TrainRunConfig, dir: string, log: Out): Promise<{
   if (c.lora_top_k !== null)
     throw new UsageError('lora_top_k is an option of the ort backend; with torch, pick layers in lora_target_modules (a regex)');
   if (c.int4) throw new UsageError('int4 is an option of the ort backend; with torch, use torch_dtype bfloat16');
+  const ds = c.deepspeed ? resolveDeepSpeedConfig(resolve(c.deepspeed), { ...c, world: ranks(c) }) : undefined;
   const d = modelDataFromFiles(readCheckpointFiles(dir), dir);
   const chat: ChatModel = { spec: d.config, tokenizer: d.tokenizer, processor: d.processor, placeholder: d.placeholder };
   const { TorchWorkers } = await import('./torch/workers.js');
@@ -119,7 +121,9 @@ async function prepareTorch(c: TrainRunConfig, dir: string, log: Out): Promise<{
       dtype: c.torch_dtype,
       device: c.torch_device,
       seed: c.seed,
+      deepspeed: ds?.config,
     });
+    for (const n of ds?.notes ?? []) log(n);
     log(`PyTorch backend: ${workers.size} rank(s), ${loaded[0].lora.length} LoRA tensors, ${c.torch_dtype} on ${c.torch_device}`);
   } catch (e) {
     await workers.close();
@@ -132,6 +136,8 @@ async function prepareTorch(c: TrainRunConfig, dir: string, log: Out): Promise<{
 export async function prepareRun(c: TrainRunConfig, log: Out = () => {}): Promise<PreparedRun> {
   const dir = modelDir(c.model_name_or_path);
   let chat: ChatModel, engine: Engine | undefined, torch: TorchBackend | undefined;
+  if (c.deepspeed && c.backend !== 'torch')
+    throw new UsageError('deepspeed is an option of the torch backend: add --backend torch, or leave out --deepspeed');
   if (c.backend === 'torch') ({ chat, torch } = await prepareTorch(c, dir, log));
   else {
     const rt = await createNodeRuntime(c.ep);
@@ -386,7 +392,7 @@ async function trainPrepared(
     model_name: out,
     data: run.data,
     machine: `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`,
-    backend: engine ? `ort ${engine.rt.ep}` : `torch ${c.nproc_per_node} rank(s) ${c.torch_device}`,
+    backend: engine ? `ort ${engine.rt.ep}` : `torch ${ranks(c)} rank(s) ${c.torch_device}${c.deepspeed ? ' deepspeed' : ''}`,
   });
   const peft = () =>
     exportPeft(engine!, {

@@ -91,7 +91,9 @@ export type RunSummary = Omit<RunRecord, 'checkpoint' | 'data' | 'logs'> & { las
 
 export type TrainEvent =
   | { type: 'step'; runId: string; report: StepReport }
-  | { type: 'status'; runId: string; status: RunStatus; step: number; message?: string };
+  | { type: 'status'; runId: string; status: RunStatus; step: number; message?: string }
+  /** a checkpoint of `step` is stored (IndexedDB) */
+  | { type: 'checkpoint'; runId: string; step: number };
 
 export function validateRunConfig(c: RunConfig): void {
   const bad = (field: string, what: string): never => {
@@ -248,6 +250,7 @@ export class TrainingSession {
     this.record.checkpointStep = this.trainer.state.step;
     try {
       await this.save();
+      this.emit({ type: 'checkpoint', runId: this.record.id, step: this.record.checkpointStep });
     } catch (e) {
       Object.assign(this.record, { checkpoint: prev.checkpoint, checkpointStep: prev.step });
       const quota = (e as Error).name === 'QuotaExceededError';

@@ -198,6 +198,8 @@ describe.runIf(chromiumAvailable())('fine-tuning in the page', () => {
         console.log(`${label}: longest main-thread task while training ${longest.toFixed(0)} ms (0: none over 50 ms)`);
         expect(longest).toBeLessThan(2000);
         const config = await app<RunConfig>(page, 'run.config');
+        // the status line follows the checkpoints the worker stores (the last one at the last step)
+        expect(await page.getByTestId('run-status').textContent()).toMatch(new RegExp(`checkpoint at step ${config.steps}\\b`));
         const straight = await exportAdapter(page, `${label}-straight`);
         await page.close();
 

@@ -4,6 +4,8 @@
  *    token log-probs 1e-4, both IC-VCO presets' loss 1e-5 relative, LoRA gradients 1e-3 relative;
  *  - distributed for real: torchrun with 2 ranks (gloo) trains the default model to the adapter of one process
  *    with the same global batch (1e-5), and a run resumed from a checkpoint to the identical adapter;
+ *  - DeepSpeed ZeRO-2 (the paper's launch) on 2 ranks: the same adapter (1e-5), partitioned optimizer state, and
+ *    a resumed run the identical adapter;
  *  - the run folder's adapter loads with PEFT in Python and in the ORT engine (`vco-lab eval --adapter`'s
  *    loader) with the same token log-probs (1e-4).
  * Needs the Python side (.venv-torch with torch, transformers, peft and python/; .ci/run installs it).
@@ -24,7 +26,7 @@ import { checkModelTorch } from '../../src/node/torch/reference.js';
 import { loadCase } from '../../src/node/reference-case.js';
 import { TorchWorkers, torchPython } from '../../src/node/torch/workers.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
-import { cli, FIXTURE_CASES, PUBLIC_CASES } from '../helpers.js';
+import { cli, FIXTURE_CASES, PUBLIC_CASES, REPO } from '../helpers.js';
 
 const hasTorch = () =>
   spawnSync(torchPython(), ['-c', 'import torch, transformers, peft'], { stdio: 'ignore', env: { ...process.env } }).status === 0;
@@ -48,6 +50,9 @@ function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): nu
   for (const [k, x] of a) x.forEach((v, i) => (d = Math.max(d, Math.abs(v - b.get(k)![i]))));
   return d;
 }
+
+const hasDeepSpeed = () =>
+  spawnSync(torchPython(), ['-c', 'import deepspeed'], { stdio: 'ignore', env: { ...process.env } }).status === 0;
 
 const RUN = ['--backend', 'torch', '--dataset', 'shapesworld', '--shapesworld_pairs', '8', '--validation_split', '0'];
 const SMALL = ['--lora_r', '4', '--lora_alpha', '8', '--lora_target_modules', 'q_proj,v_proj', '--learning_rate', '0.01'];
@@ -106,6 +111,59 @@ describe.runIf(hasTorch())('the PyTorch backend', () => {
     );
     expect(b.length).toBe(a.length);
   }, 900_000);
+
+  it.runIf(hasDeepSpeed())(
+    'DeepSpeed ZeRO-2 (configs/deepspeed-zero2.json) on 2 ranks gives the adapter of one process; a resumed run the identical one',
+    async () => {
+      const root = mkdtempSync(join(tmpdir(), 'vco-torch-ds-'));
+      const one = join(root, 'one'),
+        zero = join(root, 'zero2');
+      const args = ['--max_steps', '2', '--save_steps', '1', ...RUN, ...SMALL, '--max_grad_norm', '0.05'];
+      let r = await cli(['train', ...args, '--per_device_train_batch_size', '4', '--output_dir', one]);
+      expect(r.code, r.err).toBe(0);
+      r = await cli([
+        'train',
+        ...args,
+        ...['--per_device_train_batch_size', '2', '--nproc_per_node', '2'],
+        ...['--deepspeed', join(REPO, 'configs', 'deepspeed-zero2.json'), '--output_dir', zero],
+      ]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/DeepSpeed ZeRO stage 2 from .*deepspeed-zero2\.json/);
+      // each rank holds its own partition of the AdamW state (DeepSpeed's checkpoint layout)
+      for (const rank of [0, 1])
+        expect(
+          existsSync(join(zero, 'checkpoint-1', 'deepspeed', 'state', `zero_pp_rank_${rank}_mp_rank_00_optim_states.pt`)),
+        ).toBe(true);
+      // the clipping bound is tight enough to act (grad norms of this run are ~0.1-1): DeepSpeed clips as torch does
+      const norms = (run: string) =>
+        readFileSync(join(run, 'metrics.jsonl'), 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('"grad_norm"'))
+          .map((l) => (JSON.parse(l) as { grad_norm: number }).grad_norm);
+      expect(Math.max(...norms(one))).toBeGreaterThan(0.05);
+      // and DeepSpeed's global norm (over its partitions, before clipping) is the norm of the summed gradient
+      norms(zero).forEach((g, i) => expect(Math.abs(g - norms(one)[i]) / norms(one)[i]).toBeLessThan(1e-5));
+      const d = maxDiff(
+        tensors(join(one, 'adapter', 'adapter_model.safetensors')),
+        tensors(join(zero, 'adapter', 'adapter_model.safetensors')),
+      );
+      console.log(
+        `torch backend: 1 rank vs DeepSpeed ZeRO-2 on 2 ranks (gloo), max |Δ| over the adapter after 2 steps = ${d.toExponential(2)}`,
+      );
+      expect(d).toBeLessThanOrEqual(1e-5);
+      const resumed = join(root, 'resumed');
+      cpSync(zero, resumed, { recursive: true });
+      for (const f of ['checkpoint-2', 'adapter', 'train_results.json'])
+        rmSync(join(resumed, f), { recursive: true, force: true });
+      r = await cli(['train', '--resume', resumed]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/resumed .* at step 1/);
+      expect(readFileSync(join(resumed, 'adapter', 'adapter_model.safetensors'))).toEqual(
+        readFileSync(join(zero, 'adapter', 'adapter_model.safetensors')),
+      );
+    },
+    900_000,
+  );
 
   it("the run folder's adapter scores the same in PEFT (Python) and in the ORT engine (vco-lab eval --adapter's loader)", async () => {
     const root = mkdtempSync(join(tmpdir(), 'vco-torch-'));
