@@ -40,16 +40,26 @@ async function snap(page: Page, name: string): Promise<void> {
     const over = await page.evaluate((width) => {
       const els = [...document.querySelectorAll('body *')].filter((e) => {
         const r = e.getBoundingClientRect();
-        return r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'fixed';
+        if (!(r.width > 0 && r.right > width + 1) || getComputedStyle(e).position === 'fixed') return false;
+        // inside a box that scrolls sideways, it widens that box only
+        for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+          if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return false;
+        return true;
       });
       // the outermost offenders: their children stick out because they do
       const outer = els.filter((e) => !els.includes(e.parentElement!));
       return {
         scrollWidth: document.documentElement.scrollWidth,
-        outer: outer.slice(0, 8).map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ')[0]}` : ''} right=${Math.round(e.getBoundingClientRect().right)}`),
+        outer: outer
+          .slice(0, 8)
+          .map(
+            (e) =>
+              `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ')[0]}` : ''} right=${Math.round(e.getBoundingClientRect().right)}`,
+          ),
       };
     }, w);
-    if (over.scrollWidth > w) console.log(`${name}-${tag}: page ${over.scrollWidth} px wide in a ${w} px viewport: ${over.outer.join('; ')}`);
+    if (over.scrollWidth > w)
+      console.log(`${name}-${tag}: page ${over.scrollWidth} px wide in a ${w} px viewport: ${over.outer.join('; ')}`);
     const file = join(out, `${name}-${tag}.png`);
     await page.screenshot({ path: file, fullPage: true });
     if (tag === 'wide') await page.screenshot({ path: join(out, `${name}.png`) });

@@ -9,7 +9,15 @@ import { fromBytes, toWireArray } from '../src/worker/wire.js';
 import { CHROMIUM } from '../src/node/chromium.js';
 
 export type { WireTensor } from '../src/worker/api.js';
-export { CHROMIUM, launchChromium, longestTask, serveFolder, startApp, watchLongTasks } from '../src/node/chromium.js';
+export {
+  CHROMIUM,
+  launchChromium,
+  longestTask,
+  serveFolder,
+  startApp,
+  traceMainThread,
+  watchLongTasks,
+} from '../src/node/chromium.js';
 
 /** Browser tests run wherever Chromium is installed and are required in CI (.ci/run installs it). */
 export function chromiumAvailable(): boolean {

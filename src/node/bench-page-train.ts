@@ -19,7 +19,7 @@ import type { RunConfig, StepReport } from '../worker/training.js';
 import { runSamples, trainConfig } from '../worker/training.js';
 import { decodePng } from '../data/png.js';
 import { loadByUrl } from './bench-page.js';
-import { launchChromium, longestTask, serveFolder, startApp, watchLongTasks } from './chromium.js';
+import { launchChromium, longestTask, serveFolder, startApp, traceMainThread, watchLongTasks } from './chromium.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
 import { writeRandomSmolvlm256 } from './random-model-dir.js';
 
@@ -31,8 +31,10 @@ export interface StepComparison {
   page_step_s: number;
   node_step_s: number;
   page_over_node: number;
-  /** the longest main-thread task of the page while it trained (0: none over 50 ms) */
+  /** the longest main-thread task of the page while it trained, wall-clock (0: none over 50 ms) */
   longest_task_ms: number;
+  /** the most CPU time one main-thread task took while it trained (Chrome's trace) */
+  longest_task_cpu_ms: number;
 }
 
 export interface TrainMemory {
@@ -110,8 +112,8 @@ export async function trainInPage(
 }
 
 /** the same steps through the Node engine: seconds of each step */
-async function nodeSteps(config: RunConfig, ep: EP): Promise<number[]> {
-  const rt = await createNodeRuntime(ep);
+async function nodeSteps(config: RunConfig, ep: EP, wasmThreads?: number): Promise<number[]> {
+  const rt = await createNodeRuntime(ep, { wasmThreads });
   const m = await loadModelDir(rt, DEFAULT_MODEL_DIR);
   try {
     const samples = await runSamples(
@@ -154,10 +156,16 @@ async function compare(
     if ((await page.getByTestId('backend-status').getAttribute('data-backend')) !== ep)
       throw new Error(`the page runs ${backend}, not ${ep}`);
     log?.(`default model, ${steps} steps of IC-VCO in the page on ${ep}`);
-    const { config, logs } = await trainInPage(page, { pairs: 16, steps, batch: 1, topK: 1 });
+    let run: Awaited<ReturnType<typeof trainInPage>> | undefined;
+    const tasks = await traceMainThread(browser, page, async () => {
+      run = await trainInPage(page, { pairs: 16, steps, batch: 1, topK: 1 });
+    });
+    const { config, logs } = run!;
     const longest = await longestTask(page, 'vco-lab:train-start');
     log?.(`  the same in Node on ${ep}`);
-    const node = await nodeSteps(config, ep);
+    // wasm: as many threads as the page's EP has
+    const threads = Number(backend.match(/(\d+) wasm thread/)?.[1]) || undefined;
+    const node = await nodeSteps(config, ep, ep === 'wasm' ? threads : undefined);
     const pageS = median(logs.slice(1).map((l) => l.seconds)),
       nodeS = median(node.slice(1));
     return {
@@ -168,6 +176,7 @@ async function compare(
       node_step_s: nodeS,
       page_over_node: pageS / nodeS,
       longest_task_ms: longest,
+      longest_task_cpu_ms: tasks.longestCpuMs,
     };
   } finally {
     await context.close();
@@ -175,11 +184,16 @@ async function compare(
 }
 
 /** one IC-VCO step of a SmolVLM-256M-shaped int4 model with LoRA r=16 in the page (WebGPU), its GPU memory */
-async function memory256(browser: Browser, url: string, log?: (s: string) => void): Promise<TrainMemory> {
+export async function memory256(
+  browser: Browser,
+  url: string,
+  log?: (s: string) => void,
+  depth: { text?: number; vision?: number } = {},
+): Promise<TrainMemory> {
   const dir = mkdtempSync(join(tmpdir(), 'vco-smolvlm256-'));
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   try {
-    writeRandomSmolvlm256(dir);
+    writeRandomSmolvlm256(dir, 1, depth);
     const server = await serveFolder(dir);
     try {
       const page = await context.newPage();
@@ -190,8 +204,8 @@ async function memory256(browser: Browser, url: string, log?: (s: string) => voi
       const { logs } = await trainInPage(page, { pairs: 2, steps: 1, batch: 1, topK: 0, rank: 16, alpha: 32 }, 7_200_000);
       const l = logs[0];
       return {
-        model: 'SmolVLM-256M-shaped, int4 frozen linears',
-        lora: 'r 16, alpha 32, q/k/v/o/gate/up/down of all 30 LM layers',
+        model: `SmolVLM-256M-shaped${depth.text || depth.vision ? ` at ${depth.text ?? 30} LM / ${depth.vision ?? 12} vision layers` : ''}, int4 frozen linears`,
+        lora: `r 16, alpha 32, q/k/v/o/gate/up/down of all ${depth.text ?? 30} LM layers`,
         step_s: l.seconds,
         weight_bytes: l.weight_memory,
         gpu_buffer_bytes: l.gpu_buffer_bytes ?? NaN,
@@ -238,7 +252,7 @@ export function formatPageTrainBench(r: PageTrainBench): string {
     lines.push(
       `default model, one IC-VCO step (batch 1, LoRA r 8 on the top layer), median of ${c.steps - 1} warm steps on ${c.ep}: ` +
         `page ${c.page_step_s.toFixed(2)} s, Node ${c.node_step_s.toFixed(2)} s: page/Node ${c.page_over_node.toFixed(2)} (${c.page_backend}); ` +
-        `longest main-thread task ${c.longest_task_ms.toFixed(0)} ms`,
+        `longest main-thread task ${c.longest_task_ms.toFixed(0)} ms wall-clock, ${c.longest_task_cpu_ms.toFixed(0)} ms of CPU`,
     );
   }
   const m = r.smolvlm256_int4;

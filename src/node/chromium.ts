@@ -127,3 +127,42 @@ export async function longestTask(page: Page, after?: string): Promise<number> {
     return Math.max(0, ...tasks.filter(([start]) => start >= from).map(([, d]) => d));
   }, after);
 }
+
+export interface MainThreadTasks {
+  /** the longest task of the page's main thread, wall-clock ms (what a user waits) */
+  longestWallMs: number;
+  /** the most CPU time one main-thread task took, ms: the page's own work, whatever else the machine runs */
+  longestCpuMs: number;
+  /** tasks over 50 ms of wall-clock time */
+  over50: number;
+}
+
+/**
+ * The page's main-thread tasks while `during` runs, from Chrome's trace (RunTask events: `dur` wall-clock,
+ * `tdur` the thread's CPU time). Where the two differ the thread was waiting for a core or another process,
+ * which on a 2-core machine without a GPU (the worker's compute and SwiftShader's on the same cores) is most of
+ * a long task.
+ */
+export async function traceMainThread(browser: Browser, page: Page, during: () => Promise<void>): Promise<MainThreadTasks> {
+  await browser.startTracing(page, { categories: ['toplevel', 'disabled-by-default-devtools.timeline'] });
+  let buf: Buffer;
+  try {
+    await during();
+  } finally {
+    buf = await browser.stopTracing();
+  }
+  type Ev = { ph: string; name: string; pid: number; tid: number; dur?: number; tdur?: number; args?: { name?: string } };
+  const ev = (JSON.parse(buf.toString()) as { traceEvents: Ev[] }).traceEvents;
+  const main = new Set(
+    ev
+      .filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain')
+      .map((e) => `${e.pid}:${e.tid}`),
+  );
+  const tasks = ev.filter((e) => e.ph === 'X' && e.name === 'RunTask' && main.has(`${e.pid}:${e.tid}`));
+  if (!tasks.length) throw new Error("the trace holds no main-thread task of the page (Chrome's trace format changed?)");
+  return {
+    longestWallMs: Math.max(...tasks.map((t) => (t.dur ?? 0) / 1000)),
+    longestCpuMs: Math.max(...tasks.map((t) => (t.tdur ?? 0) / 1000)),
+    over50: tasks.filter((t) => (t.dur ?? 0) > 50_000).length,
+  };
+}

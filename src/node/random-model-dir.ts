@@ -12,7 +12,11 @@ import { writeSafetensors } from '../model/safetensors.js';
 import { parameterList } from '../model/vlm.js';
 import { defaultAuxFiles, defaultVocabulary } from '../train/default-model.js';
 
-export function smolvlm256Config(): Record<string, unknown> {
+/**
+ * `depth` overrides the number of layers of each tower (same widths): memory at several depths, fitted as
+ * affine in the layer counts, gives the full model's where running it is too slow (a CPU Vulkan)
+ */
+export function smolvlm256Config(depth: { text?: number; vision?: number } = {}): Record<string, unknown> {
   return {
     architectures: ['Idefics3ForConditionalGeneration'],
     model_type: 'idefics3',
@@ -23,7 +27,7 @@ export function smolvlm256Config(): Record<string, unknown> {
       model_type: 'llama',
       hidden_size: 576,
       intermediate_size: 1536,
-      num_hidden_layers: 30,
+      num_hidden_layers: depth.text ?? 30,
       num_attention_heads: 9,
       num_key_value_heads: 3,
       head_dim: 64,
@@ -36,7 +40,7 @@ export function smolvlm256Config(): Record<string, unknown> {
       model_type: 'idefics3_vision',
       hidden_size: 768,
       intermediate_size: 3072,
-      num_hidden_layers: 12,
+      num_hidden_layers: depth.vision ?? 12,
       num_attention_heads: 12,
       image_size: 512,
       patch_size: 16,
@@ -45,9 +49,13 @@ export function smolvlm256Config(): Record<string, unknown> {
 }
 
 /** write the folder; returns its files' names and sizes */
-export function writeRandomSmolvlm256(dir: string, seed = 1): Record<string, number> {
+export function writeRandomSmolvlm256(
+  dir: string,
+  seed = 1,
+  depth: { text?: number; vision?: number } = {},
+): Record<string, number> {
   mkdirSync(dir, { recursive: true });
-  const config = smolvlm256Config();
+  const config = smolvlm256Config(depth);
   const spec = checkConfig(config, 'SmolVLM-256M-shaped config');
   const ckpt = randomCheckpoint(spec, seed);
   const tensors: Parameters<typeof writeSafetensors>[0] = {};

@@ -27,7 +27,7 @@ import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
 import type { EP } from '../../src/runtime/runtime.js';
 import { type RunConfig, type RunData, decodeImageBytes, runSamples, trainConfig } from '../../src/worker/training.js';
-import { chromiumAvailable, launchChromium, longestTask, startApp, watchLongTasks } from '../browser.js';
+import { chromiumAvailable, launchChromium, longestTask, startApp, traceMainThread, watchLongTasks } from '../browser.js';
 
 type Tensors = Map<string, Float32Array>;
 
@@ -124,8 +124,8 @@ describe.runIf(chromiumAvailable())('fine-tuning in the page', () => {
   }
 
   /** the same run in Node: the same data and config, the same Trainer, on `ep` */
-  async function nodeRun(config: RunConfig, data: RunData, ep: EP): Promise<Tensors> {
-    const rt = await createNodeRuntime(ep);
+  async function nodeRun(config: RunConfig, data: RunData, ep: EP, wasmThreads?: number): Promise<Tensors> {
+    const rt = await createNodeRuntime(ep, { wasmThreads });
     const m = await loadModelDir(rt, DEFAULT_MODEL_DIR);
     const samples = await runSamples(m, data, decodeImageBytes);
     const c = config.lora;
@@ -187,15 +187,21 @@ describe.runIf(chromiumAvailable())('fine-tuning in the page', () => {
         let page = await trainPage(context, backend);
         await fill(page);
         await page.evaluate(() => performance.mark('test:train-start'));
-        await page.getByRole('button', { name: 'Start training' }).click();
-        await waitStatus(page, ['done', 'failed']);
+        const tasks = await traceMainThread(browser, page, async () => {
+          await page.getByRole('button', { name: 'Start training' }).click();
+          await waitStatus(page, ['done', 'failed']);
+        });
         expect(await status(page)).toBe('done');
-        // the page stays responsive while the worker trains. The goal is no main-thread task over 50 ms; on a
-        // 2-core machine without a GPU it is not met (SwiftShader's threads and the worker take both cores, so
-        // the main thread's chart work waits for one; measured 86-732 ms here, BENCHMARKS.md). This bound only
-        // catches a page that stops answering; the value is logged for the benchmark
+        // the page stays responsive while the worker trains: no main-thread task needs more than 50 ms of CPU
+        // (Chrome's trace). Wall-clock, the longest task is longer on a 2-core machine without a GPU, where the
+        // worker's compute and SwiftShader's take the cores the main thread waits for (BENCHMARKS.md); a
+        // page that stops answering would still fail the wall-clock bound
         const longest = await longestTask(page, 'test:train-start');
-        console.log(`${label}: longest main-thread task while training ${longest.toFixed(0)} ms (0: none over 50 ms)`);
+        console.log(
+          `${label}: longest main-thread task while training: ${longest.toFixed(0)} ms wall-clock (longtask API; 0: none over 50 ms); ` +
+            `trace: ${tasks.longestWallMs.toFixed(0)} ms wall-clock, ${tasks.longestCpuMs.toFixed(1)} ms of CPU at most, ${tasks.over50} task(s) over 50 ms`,
+        );
+        expect(tasks.longestCpuMs).toBeLessThan(50);
         expect(longest).toBeLessThan(2000);
         const config = await app<RunConfig>(page, 'run.config');
         // the status line follows the checkpoints the worker stores (the last one at the last step)
@@ -245,19 +251,28 @@ describe.runIf(chromiumAvailable())('fine-tuning in the page', () => {
             types: ['existence', 'attribute', 'relation'] as const,
           },
         };
+        // wasm: the page's thread count (MLAS splits some reductions by thread, so another count rounds differently)
+        const threads = Number((await page.getByTestId('backend-status').textContent())?.match(/(\d+) wasm thread/)?.[1]);
         const node = await nodeRun(
           config,
           { kind: 'shapesworld', options: { ...data.options, types: [...data.options.types] } },
           nodeEp,
+          nodeEp === 'wasm' ? threads : undefined,
         );
         const d = maxDiff(straight.tensors, node);
         console.log(
           `${label} page vs Node ${nodeEp}: max |Δ| over the adapter after ${config.steps} steps = ${d.toExponential(2)}`,
         );
-        // the two runtimes' kernels round differently (~1e-7 relative), and AdamW divides each gradient element by
-        // its own RMS: where an element's gradient is near zero, a rounding-level difference moves its update by up
-        // to a good fraction of lr (5e-3). Measured with the shipped model: 1.7e-5 (WebGPU), 2.2e-5 (wasm)
-        expect(d).toBeLessThanOrEqual(5e-5);
+        if (nodeEp === 'wasm') {
+          // the same EP (onnxruntime-web's wasm kernels, the same thread count): measured identical, bit for bit
+          expect(d).toBeLessThanOrEqual(1e-5);
+        } else {
+          // two implementations of WebGPU: onnxruntime-web's JSEP kernels in the page, onnxruntime-node's native
+          // WebGPU EP (C++, Dawn) in Node, whose shaders round differently (~1e-7 relative); AdamW divides each
+          // gradient element by its own RMS, so where an element's gradient is near zero a rounding-level
+          // difference moves its update by up to a good fraction of lr (5e-3) per step. Measured: 1.7e-5 after 6
+          expect(d).toBeLessThanOrEqual(5e-5);
+        }
 
         // the kept adapter exports as a PEFT folder, imports back, and scores in the inspector as the CLI does
         if (backend) await importAndInspect(page, straight.dir);
