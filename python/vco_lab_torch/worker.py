@@ -57,6 +57,7 @@ class Worker:
         self.processor = None
         self.kept = {}
         self.optimizer = None
+        self.ds = None
         self.device = torch.device("cpu")
         if self.world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"

@@ -75,7 +75,7 @@ commands:
       is checked before the first step; Ctrl-C saves and exits; --resume continues bit for bit.
   toy-paper [--quick] [--model DIR] [--pairs N] [--steps N] [--batch B] [--lr X] [--rank R] [--n N]
         [--held-out N] [--seeds 1,2,3] [--prior-share P] [--methods dpo,icvco:paper,...] [--no-ablations]
-        [--json] [--out FILE] [--figures DIR]
+        [--json] [--out FILE] [--figures DIR]      toy-paper --merge A.json,B.json [--json] [--out] [--figures]
       The paper's Tables 2-4 and Figures 4 and 6 at toy scale: LoRA preference training of
       the default model with DPO, mDPO, image-swap visual DPO, S-VCO, SymMPO (no L_DPO_m) and
       IC-VCO (paper and reference-code presets), each on edited and on synthetic negatives
@@ -84,7 +84,8 @@ commands:
       accuracies per branch (last quarter), and held-out reward accuracies on one yardstick
       (single-image, shared-context, image-swap), as mean +- sd over seeds; --json prints
       the schema of docs/toy-paper-schema.md; --figures writes the SVG figures.
-      --quick: every method once, short (a smoke test, under 10 minutes).
+      --quick: every method once, short (a smoke test, under 10 minutes). --merge: the results
+      of separate runs (--out files of the same budget) reported as one.
   margins [--model DIR] [--adapter DIR] (--image-m A.png --image-mprime B.png --question Q
         --chosen Y --rejected Y2 [--chosen-spans 4-10] [--rejected-spans 4-9] | --shapesworld SEED
         [--edit existence|attribute|relation] [--negative edited|synthetic]) [--objective ID]

@@ -17,7 +17,8 @@ import { writeFolderAtomic } from './checkpoint-io.js';
 import { loadCheckpointDir } from './load-dir.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
 import { progressReporter } from './progress.js';
-import { epOption, intListOption, intOption, listOption, numberOption } from './options.js';
+import { UsageError, epOption, intListOption, intOption, listOption, numberOption } from './options.js';
+import type { ToyResult } from './toy-paper.js';
 
 type Out = (s: string) => void;
 
@@ -276,10 +277,43 @@ export async function toyPaperCommand(args: string[], out: Out, err: Out): Promi
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
       figures: { type: 'string' },
+      merge: { type: 'string' },
     },
   });
-  const { DEFAULT_TOY, QUICK_TOY, TOY_ABLATIONS, TOY_METHODS, formatToy, plannedRuns, toyFigures, toyPaper } =
+  const { DEFAULT_TOY, QUICK_TOY, TOY_ABLATIONS, TOY_METHODS, formatToy, mergeToyResults, plannedRuns, toyFigures, toyPaper } =
     await import('./toy-paper.js');
+  const write = (r: ToyResult) => {
+    const text = JSON.stringify(r, null, 1);
+    if (values.out) writeFileSync(values.out, `${text}\n`);
+    if (values.figures) {
+      mkdirSync(values.figures, { recursive: true });
+      for (const [name, svg] of Object.entries(toyFigures(r))) {
+        writeFileSync(join(values.figures, name), svg);
+        if (!values.json) err(`  wrote ${join(values.figures, name)}\n`);
+      }
+    }
+    out(values.json ? `${text}\n` : formatToy(r));
+    return 0;
+  };
+  if (values.merge !== undefined) {
+    // results of separate runs (--out files) reported as one: the table, --json, --out and --figures
+    const files = values.merge.split(',').filter(Boolean);
+    if (files.length < 2) throw new UsageError('--merge takes two or more result files (toy-paper --out), comma-separated');
+    const parts = files.map((f) => {
+      try {
+        return JSON.parse(readFileSync(f, 'utf8')) as ToyResult;
+      } catch (e) {
+        throw new UsageError(
+          `--merge ${f}: not a readable toy-paper result (${(e as Error).message}); write one with toy-paper --out FILE`,
+        );
+      }
+    });
+    try {
+      return write(mergeToyResults(parts, files));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   const d = values.quick ? QUICK_TOY : DEFAULT_TOY;
   const o = {
     ...d,
@@ -302,16 +336,5 @@ export async function toyPaperCommand(args: string[], out: Out, err: Out): Promi
   };
   plannedRuns(o);
   const rt = await createNodeRuntime('cpu');
-  const r = await toyPaper(rt, { ...o, log: values.json ? undefined : (s) => err(`  ${s}\n`) });
-  const text = JSON.stringify(r, null, 1);
-  if (values.out) writeFileSync(values.out, `${text}\n`);
-  if (values.figures) {
-    mkdirSync(values.figures, { recursive: true });
-    for (const [name, svg] of Object.entries(toyFigures(r))) {
-      writeFileSync(join(values.figures, name), svg);
-      if (!values.json) err(`  wrote ${join(values.figures, name)}\n`);
-    }
-  }
-  out(values.json ? `${text}\n` : formatToy(r));
-  return 0;
+  return write(await toyPaper(rt, { ...o, log: values.json ? undefined : (s) => err(`  ${s}\n`) }));
 }

@@ -321,6 +321,49 @@ export async function toyPaper(rt: Runtime, o: ToyOptions): Promise<ToyResult> {
   };
 }
 
+/** the budget and the yardstick: runs that agree on these can be reported together */
+const COMPARABLE = ['modelDir', 'pairs', 'steps', 'batch', 'lr', 'rank', 'perCategory', 'heldOut', 'priorShare'] as const;
+
+/**
+ * Results of separate `toy-paper` runs (parts of the plan run at different times or on different machines)
+ * as one: the same budget, yardstick and starting model, no run twice; the summary over all the runs.
+ */
+export function mergeToyResults(parts: ToyResult[], names: string[] = parts.map((_, i) => `part ${i + 1}`)): ToyResult {
+  if (!parts.length) throw new Error('toy-paper --merge: no result to merge');
+  const [first] = parts;
+  parts.forEach((r, i) => {
+    if (r.schema !== TOY_SCHEMA) throw new Error(`${names[i]}: schema ${r.schema}, not ${TOY_SCHEMA}`);
+    for (const k of COMPARABLE)
+      if (JSON.stringify(r.options[k]) !== JSON.stringify(first.options[k]))
+        throw new Error(
+          `${names[i]}: options.${k} is ${JSON.stringify(r.options[k])}, ${names[0]}'s ${JSON.stringify(first.options[k])}; only runs with the same budget and yardstick can be reported together`,
+        );
+    if (JSON.stringify(r.before) !== JSON.stringify(first.before))
+      throw new Error(`${names[i]}: its "before training" figures differ from ${names[0]}'s (another model?)`);
+  });
+  const seen = new Set<string>();
+  const runs = parts.flatMap((r, i) =>
+    r.runs.map((x) => {
+      const key = `seed ${x.seed} ${x.method} on ${x.negatives}`;
+      if (seen.has(key)) throw new Error(`${names[i]}: ${key} is in an earlier part too`);
+      seen.add(key);
+      return x;
+    }),
+  );
+  return {
+    ...first,
+    seconds: parts.reduce((a, r) => a + r.seconds, 0),
+    options: {
+      ...first.options,
+      seeds: [...new Set(parts.flatMap((r) => r.options.seeds))],
+      methods: [...new Set(runs.map((x) => x.method))],
+      ablations: parts.some((r) => r.options.ablations),
+    },
+    runs,
+    summary: summarise(runs),
+  };
+}
+
 const pct = (m: MeanSd | undefined) =>
   m && Number.isFinite(m.mean) ? `${(100 * m.mean).toFixed(1)}±${(100 * m.sd).toFixed(1)}` : '-';
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { shapesworldSet } from '../../src/data/sets.js';
 import { shapesworldSamples } from '../../src/engine/datasets.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../../src/node/model-dir.js';
-import { meanSd, toyFigures, toyPaper, toySet } from '../../src/node/toy-paper.js';
+import { meanSd, mergeToyResults, toyFigures, toyPaper, toySet } from '../../src/node/toy-paper.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
 import { cli } from '../helpers.js';
 
@@ -87,6 +87,14 @@ describe('toy-paper', () => {
       const runs = r.runs.filter((x) => x.method === row.method && x.negatives === row.negatives);
       expect(row.held_out_accuracy.multi).toEqual(meanSd(runs.map((x) => x.held_out_accuracy.multi)));
     }
+    // the same runs done as two parts (the ablation apart) and merged: the same summary
+    const part = (keep: (m: string) => boolean) => ({ ...r, runs: r.runs.filter((x) => keep(x.method)) });
+    const merged = mergeToyResults([part((m) => !m.includes('/')), part((m) => m.includes('/'))]);
+    expect(merged.summary).toEqual(r.summary);
+    expect(() => mergeToyResults([part((m) => !m.includes('/')), part(() => true)])).toThrow(/is in an earlier part too/);
+    expect(() => mergeToyResults([r, { ...part(() => false), options: { ...r.options, steps: 9 } }])).toThrow(
+      /options\.steps is 9, part 1's 8; only runs with the same budget/,
+    );
     const figs = toyFigures(r);
     expect(Object.keys(figs).sort()).toEqual(['fig4-chosen-logp.svg', 'fig6-vcdist-gates.svg', 'fig6-vcdist-kl.svg']);
     expect(figs['fig4-chosen-logp.svg']).toContain('w/o L_Anc');
@@ -99,6 +107,8 @@ describe('toy-paper', () => {
       [['--lr=-1'], /--lr takes a number > 0 and ≤ 1, got "-1"/],
       [['--seeds', '1,x'], /--seeds takes an integer/],
       [['--objectives', 'dpo'], /Unknown option '--objectives'/],
+      [['--merge', 'only-one.json'], /--merge takes two or more result files/],
+      [['--merge', 'nope-a.json,nope-b.json'], /--merge nope-a\.json: not a readable toy-paper result/],
     ] as const) {
       const r = await cli(['toy-paper', ...args]);
       expect(r.code, r.err).toBe(2);
