@@ -19,7 +19,15 @@ import type { RunConfig, StepReport } from '../worker/training.js';
 import { runSamples, trainConfig } from '../worker/training.js';
 import { decodePng } from '../data/png.js';
 import { loadByUrl } from './bench-page.js';
-import { launchChromium, longestTask, serveFolder, startApp, traceMainThread, watchLongTasks } from './chromium.js';
+import {
+  type MainThreadTasks,
+  launchChromium,
+  longestTask,
+  serveFolder,
+  startApp,
+  startMainThreadTrace,
+  watchLongTasks,
+} from './chromium.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
 import { writeRandomSmolvlm256 } from './random-model-dir.js';
 
@@ -72,6 +80,8 @@ export async function trainInPage(
   page: Page,
   s: PanelSettings,
   timeout = 3_600_000,
+  /** called just before Start is clicked (the run's window begins there) */
+  atStart?: () => Promise<void>,
 ): Promise<{ config: RunConfig; logs: StepReport[] }> {
   if (!page.url().includes('#/train')) await page.evaluate(() => (location.hash = '#/train'));
   await page.getByLabel('Number of pairs').fill(String(s.pairs));
@@ -85,6 +95,7 @@ export async function trainInPage(
   await page.getByLabel('Objective').selectOption('icvco');
   // the responsiveness figure covers the run itself (from Start on), not the data preview before it
   await page.evaluate(() => performance.mark('vco-lab:train-start'));
+  await atStart?.();
   await page.getByRole('button', { name: 'Start training' }).click();
   await page.waitForFunction(
     () => {
@@ -156,11 +167,12 @@ async function compare(
     if ((await page.getByTestId('backend-status').getAttribute('data-backend')) !== ep)
       throw new Error(`the page runs ${backend}, not ${ep}`);
     log?.(`default model, ${steps} steps of IC-VCO in the page on ${ep}`);
-    let run: Awaited<ReturnType<typeof trainInPage>> | undefined;
-    const tasks = await traceMainThread(browser, page, async () => {
-      run = await trainInPage(page, { pairs: 16, steps, batch: 1, topK: 1 });
+    // the trace covers the run from Start on, as the long-task figure (not the data preview before it)
+    let stop: (() => Promise<MainThreadTasks>) | undefined;
+    const { config, logs } = await trainInPage(page, { pairs: 16, steps, batch: 1, topK: 1 }, undefined, async () => {
+      stop = await startMainThreadTrace(browser, page);
     });
-    const { config, logs } = run!;
+    const tasks = await stop!();
     const longest = await longestTask(page, 'vco-lab:train-start');
     log?.(`  the same in Node on ${ep}`);
     // wasm: as many threads as the page's EP has

@@ -144,13 +144,23 @@ export interface MainThreadTasks {
  * a long task.
  */
 export async function traceMainThread(browser: Browser, page: Page, during: () => Promise<void>): Promise<MainThreadTasks> {
-  await browser.startTracing(page, { categories: ['toplevel', 'disabled-by-default-devtools.timeline'] });
-  let buf: Buffer;
+  const stop = await startMainThreadTrace(browser, page);
   try {
     await during();
-  } finally {
-    buf = await browser.stopTracing();
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
   }
+  return stop();
+}
+
+/** the same, started now and read when `stop()` is called (for a window that begins inside another helper) */
+export async function startMainThreadTrace(browser: Browser, page: Page): Promise<() => Promise<MainThreadTasks>> {
+  await browser.startTracing(page, { categories: ['toplevel', 'disabled-by-default-devtools.timeline'] });
+  return async () => mainThreadTasks(await browser.stopTracing());
+}
+
+function mainThreadTasks(buf: Buffer): MainThreadTasks {
   type Ev = { ph: string; name: string; pid: number; tid: number; dur?: number; tdur?: number; args?: { name?: string } };
   const ev = (JSON.parse(buf.toString()) as { traceEvents: Ev[] }).traceEvents;
   const main = new Set(
