@@ -160,15 +160,30 @@ export async function startMainThreadTrace(browser: Browser, page: Page): Promis
   return async () => mainThreadTasks(await browser.stopTracing());
 }
 
-function mainThreadTasks(buf: Buffer): MainThreadTasks {
-  type Ev = { ph: string; name: string; pid: number; tid: number; dur?: number; tdur?: number; args?: { name?: string } };
-  const ev = (JSON.parse(buf.toString()) as { traceEvents: Ev[] }).traceEvents;
+export interface TraceEvent {
+  ph: string;
+  name: string;
+  pid: number;
+  tid: number;
+  ts: number;
+  dur?: number;
+  tdur?: number;
+  args?: { name?: string; data?: unknown };
+}
+
+/** the complete ('X') events of the page's main thread (CrRendererMain) in a Chrome trace */
+export function mainThreadEvents(buf: Buffer): TraceEvent[] {
+  const ev = (JSON.parse(buf.toString()) as { traceEvents: TraceEvent[] }).traceEvents;
   const main = new Set(
     ev
       .filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain')
       .map((e) => `${e.pid}:${e.tid}`),
   );
-  const tasks = ev.filter((e) => e.ph === 'X' && e.name === 'RunTask' && main.has(`${e.pid}:${e.tid}`));
+  return ev.filter((e) => e.ph === 'X' && main.has(`${e.pid}:${e.tid}`));
+}
+
+function mainThreadTasks(buf: Buffer): MainThreadTasks {
+  const tasks = mainThreadEvents(buf).filter((e) => e.name === 'RunTask');
   if (!tasks.length) throw new Error("the trace holds no main-thread task of the page (Chrome's trace format changed?)");
   return {
     longestWallMs: Math.max(...tasks.map((t) => (t.dur ?? 0) / 1000)),
