@@ -125,7 +125,8 @@ export function describe(scene: Scene): string {
   return text;
 }
 
-export type QAKind = 'describe' | 'existence' | 'attribute' | 'color' | 'count' | 'relation' | 'where';
+export const QA_KINDS = ['describe', 'existence', 'attribute', 'color', 'count', 'relation', 'where'] as const;
+export type QAKind = (typeof QA_KINDS)[number];
 export interface QA {
   kind: QAKind;
   question: string;

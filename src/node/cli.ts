@@ -56,7 +56,8 @@ commands:
       (models/shapesworld-tiny). --adapter: a PEFT LoRA folder on top. --n: questions per
       category (200).
   train-default [--stage K [--init DIR]] [--steps N] [--batch B] [--lr X] [--seed S]
-        [--star-yellow P] [--eval-every N] [--out DIR] [--json]
+        [--star-yellow P] [--mixture kind=share,...] [--two-image P] [--position-init normal|sincos-2d]
+        [--layers N] [--eval-every N] [--out DIR] [--json]
       Retrain the embedded default model from scratch (every weight, ORT CPU EP) on a fresh
       stream of ShapesWorld SFT examples where stars are yellow with probability P (0.95:
       the planted language prior), in the recipe's two stages (src/train/pretrain.ts), then
@@ -64,6 +65,12 @@ commands:
       atomically, with training.json (time, machine, loss curves, benchmark) and a model
       card. --stage K runs one stage (K > 1 continues --init DIR); --steps etc. override
       the stage's settings; --eval-every N runs a 50-per-category benchmark every N steps.
+      Recipe experiments: --mixture sets the SFT question kinds' shares (describe, existence,
+      attribute, color, count, relation, where; they sum to 1), --two-image the share of
+      two-image batches with the anchor instruction, --position-init the vision position
+      embedding of a fresh start (sincos-2d: MAE's 2-D sin-cos code), --layers the language
+      model's depth (with --init, extra layers go on top with zero output projections, so
+      training starts from the folder's exact log-probs).
   train [--config run.json] [--<field> value ...] [--print-config] | train --resume DIR
       LoRA preference training of any model folder the loaders read, with any objective of
       the loss module, on ShapesWorld (generated), an IC-VCO JSONL file, or a folder in the

@@ -10,14 +10,17 @@ import { shapesBenchmark } from '../eval/shapesworld.js';
 import { type BenchmarkResult, benchmarkMetrics, formatBenchmark, yesNoMargins } from '../eval/yesno.js';
 import { createNodeRuntime } from '../runtime/node.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { DEFAULT_DIMS, defaultModelFiles, defaultSpec } from '../train/default-model.js';
+import { DEFAULT_DIMS, type DefaultModelDims, defaultModelFiles, defaultSpec } from '../train/default-model.js';
 import { DEFAULT_STAGES, type PretrainOptions, defaultModelData, pretrain, weightsEngine } from '../train/pretrain.js';
 import { parameterList } from '../model/vlm.js';
+import { QA_KINDS, type QAKind } from '../data/language.js';
+import { randomCheckpoint } from '../model/random-checkpoint.js';
+import { expectTensor } from '../model/checkpoint.js';
 import { writeFolderAtomic } from './checkpoint-io.js';
 import { loadCheckpointDir } from './load-dir.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from './model-dir.js';
 import { progressReporter } from './progress.js';
-import { UsageError, epOption, intListOption, intOption, listOption, numberOption } from './options.js';
+import { UsageError, choiceOption, epOption, intListOption, intOption, listOption, numberOption } from './options.js';
 import type { ToyResult } from './toy-paper.js';
 
 type Out = (s: string) => void;
@@ -65,10 +68,11 @@ export async function evalWeights(
   rt: Runtime,
   weights: ReadonlyMap<string, Float32Array>,
   perCategory: number,
+  dims: DefaultModelDims = DEFAULT_DIMS,
 ): Promise<BenchmarkResult> {
-  const spec = defaultSpec(),
-    data = defaultModelData(),
-    engine = await weightsEngine(rt, spec, weights);
+  const spec = defaultSpec(dims),
+    data = defaultModelData(dims),
+    engine = await weightsEngine(rt, spec, weights, dims);
   const items = shapesBenchmark(perCategory);
   const margins = await yesNoMargins(engine, { spec, tokenizer: data.tokenizer, processor: data.processor }, items);
   await engine.release();
@@ -136,6 +140,51 @@ interface StageRecord {
   benchmark_during_training: Record<string, number>[];
 }
 
+/** the two-image rows' length when a stage without two-image batches is given some (--two-image) */
+const TWO_IMAGE_ROW_LENGTH = 96;
+
+/** `describe=0.1,existence=0.4,...`: SFT question kinds and their shares, which must sum to 1 */
+export function mixtureOption(name: string, v: string): [QAKind, number][] {
+  const parts = listOption(name, v)!;
+  const out: [QAKind, number][] = [];
+  for (const part of parts) {
+    const m = /^([a-z]+)=(.+)$/.exec(part);
+    if (!m) throw new UsageError(`--${name}: "${part}" is not kind=share (e.g. --${name} existence=0.6,relation=0.4)`);
+    if (!QA_KINDS.includes(m[1] as QAKind))
+      throw new UsageError(`--${name}: unknown question kind "${m[1]}"; known: ${QA_KINDS.join(', ')}`);
+    if (out.some(([k]) => k === m[1])) throw new UsageError(`--${name}: "${m[1]}" is given twice`);
+    out.push([m[1] as QAKind, numberOption(`${name} ${m[1]}`, m[2], 0, { min: 0, max: 1 })]);
+  }
+  const sum = out.reduce((a, [, w]) => a + w, 0);
+  if (Math.abs(sum - 1) > 1e-6)
+    throw new UsageError(`--${name}: the shares sum to ${+sum.toFixed(6)}; they must sum to 1 (${v})`);
+  return out;
+}
+
+/**
+ * A trained model's weights at `dims`, deeper than the folder's when dims.layers says so: the extra language
+ * layers go on top, freshly initialised with their output projections (o_proj, down_proj) at zero, so the
+ * residual stream and every log-prob are the folder's at step 0 and training starts where the model stands.
+ */
+export function stackLayers(
+  ckpt: ReturnType<typeof loadCheckpointDir>,
+  dims: DefaultModelDims,
+  seed: number,
+): Map<string, Float32Array> {
+  const spec = defaultSpec(dims),
+    fresh = randomCheckpoint(spec, seed);
+  return new Map(
+    parameterList(spec).map((p) => {
+      // a fresh layer only where the folder has no such layer; anything else missing or misshapen is an error
+      if (ckpt.tensors.has(p.name) || !/\.text_model\.layers\.\d+\./.test(p.name))
+        return [p.name, Float32Array.from(expectTensor(ckpt.tensors, p.name, p.shape).data as ArrayLike<number>)] as const;
+      const w = Float32Array.from(fresh.tensors.get(p.name).data as ArrayLike<number>);
+      if (/\.(o_proj|down_proj)\.weight$/.test(p.name)) w.fill(0);
+      return [p.name, w] as const;
+    }),
+  );
+}
+
 export async function trainDefaultCommand(args: string[], out: Out, err: Out): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -150,6 +199,10 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
       'eval-every': { type: 'string' },
       stage: { type: 'string' },
       init: { type: 'string' },
+      mixture: { type: 'string' },
+      'two-image': { type: 'string' },
+      'position-init': { type: 'string' },
+      layers: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -165,6 +218,16 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     st.lr = numberOption('lr', values.lr, st.lr, { min: 0, minExclusive: true, max: 1 });
     st.seed = intOption('seed', values.seed, st.seed, { min: 0, max: 0x7fffffff });
     st.starYellow = numberOption('star-yellow', values['star-yellow'], st.starYellow, { min: 0, max: 1 });
+    if (values.mixture !== undefined) st.mixture = mixtureOption('mixture', values.mixture);
+    st.twoImage = numberOption('two-image', values['two-image'], st.twoImage ?? 0, { min: 0, max: 1 });
+    if (st.twoImage > 0) st.twoImageRowLength ??= TWO_IMAGE_ROW_LENGTH;
+    if (values['position-init'] !== undefined) {
+      if (values.init)
+        throw new UsageError(
+          '--position-init sets a fresh initialisation; with --init the weights come from that folder (drop one)',
+        );
+      st.positionInit = choiceOption('position-init', values['position-init'], 'normal', ['normal', 'sincos-2d'] as const);
+    }
   }
   const device = epOption('device', values.device);
   const evalEvery = values['eval-every'] === undefined ? 0 : positiveInt('eval-every', values['eval-every'], 0);
@@ -173,19 +236,19 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
   const progress = progressReporter(err);
   const records: StageRecord[] = [];
   let weights: ReadonlyMap<string, Float32Array> | undefined;
+  let dims: DefaultModelDims = { ...DEFAULT_DIMS };
   if (values.init) {
     const ckpt = loadCheckpointDir(values.init);
-    weights = new Map(
-      parameterList(defaultSpec()).map(
-        (p) => [p.name, Float32Array.from(ckpt.tensors.get(p.name).data as ArrayLike<number>)] as const,
-      ),
-    );
+    const have =
+      (ckpt.config.text_config as { num_hidden_layers?: number } | undefined)?.num_hidden_layers ?? DEFAULT_DIMS.layers;
+    dims = { ...DEFAULT_DIMS, layers: intOption('layers', values.layers, have, { min: have, max: 32 }) };
+    weights = stackLayers(ckpt, dims, stages[0]?.seed ?? 0);
     // the earlier stages' record travels with the weights, so training.json tells the whole recipe
     const prev = existsSync(join(values.init, 'training.json'))
       ? JSON.parse(readFileSync(join(values.init, 'training.json'), 'utf8'))
       : null;
     if (Array.isArray(prev?.stages)) records.push(...prev.stages);
-  }
+  } else dims.layers = intOption('layers', values.layers, DEFAULT_DIMS.layers, { min: 1, max: 32 });
   for (const st of stages) {
     let ema = NaN;
     const rec: StageRecord = {
@@ -199,6 +262,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     delete (rec.options as Record<string, unknown>).index;
     const r = await pretrain(rt, {
       ...st,
+      dims,
       init: weights,
       onStep: async ({ step, loss, lr, seconds: s, weights: w }) => {
         ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
@@ -207,7 +271,7 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
         const line = `train-default stage ${st.index} step ${step}/${st.steps}  loss ${ema.toFixed(4)}  lr ${lr.toExponential(2)}  ${s.toFixed(0)} s, ~${eta.toFixed(0)} s left`;
         progress(line);
         if (evalEvery && step % evalEvery === 0 && step < st.steps) {
-          const b = await evalWeights(rt, w, 50);
+          const b = await evalWeights(rt, w, 50, dims);
           rec.benchmark_during_training.push({
             step,
             ...Object.fromEntries(Object.entries(b.categories).map(([k, v]) => [k, v.accuracy])),
@@ -227,19 +291,19 @@ export async function trainDefaultCommand(args: string[], out: Out, err: Out): P
     records.push(rec);
   }
   progress.done();
-  const bench = await evalWeights(rt, weights!, 200);
+  const bench = await evalWeights(rt, weights!, 200, dims);
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'CPU'}`;
   const seconds = records.reduce((a, r) => a + r.seconds, 0);
   const training = {
     command: `vco-lab train-default ${args.join(' ')}`.trim(),
-    dims: DEFAULT_DIMS,
+    dims,
     seconds,
     machine,
     ep: rt.ep,
     stages: records,
     benchmark: bench.categories,
   };
-  const files = defaultModelFiles(weights!, DEFAULT_DIMS, {
+  const files = defaultModelFiles(weights!, dims, {
     trained_by: 'vco-lab train-default',
     stages: String(records.length),
   });

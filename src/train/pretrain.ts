@@ -49,6 +49,9 @@ export interface PretrainOptions {
   maxObjects?: number;
   /** start from these weights (a previous stage) instead of a fresh initialisation */
   init?: ReadonlyMap<string, Float32Array>;
+  /** a fresh initialisation's vision position embedding: 'sincos-2d' (MAE's fixed 2-D sin-cos code, as a
+   *  starting point that still trains) or 'normal' (HF's std 0.02, default) */
+  positionInit?: 'sincos-2d' | 'normal';
   /** the example stream (default: ShapesWorld's SFT mixture with the planted prior); `two` asks for a two-image one */
   example?: (rand: () => number, two: boolean) => SftExample;
   /** called after each step */
@@ -128,6 +131,31 @@ export const DEFAULT_STAGES: readonly PretrainOptions[] = [
 
 export const DEFAULT_PRETRAIN: PretrainOptions = DEFAULT_STAGES[0];
 
+/**
+ * MAE's 2-D sin-cos position code (get_2d_sincos_pos_embed): the first half of the dimensions encode the
+ * patch's column, the second half its row, each as sin and cos of pos·ω with ω = 10000^(-i/(D/4)).
+ * Why it matters here: HF's std-0.02 init leaves the position signal at a few percent of the patch
+ * embedding's, and from that start the model never learned where an object is (relation questions stayed at
+ * chance through 14000 steps); with this start each image token says which grid cell it is from step 0.
+ */
+export function sincos2d(dim: number, side: number): Float32Array<ArrayBuffer> {
+  if (dim % 4 !== 0) throw new Error(`sincos2d: the embedding width ${dim} must be a multiple of 4`);
+  const quarter = dim / 4,
+    out = new Float32Array(side * side * dim);
+  for (let p = 0; p < side * side; p++) {
+    const row = Math.floor(p / side),
+      col = p % side;
+    for (let i = 0; i < quarter; i++) {
+      const omega = 1 / Math.pow(10000, i / quarter);
+      out[p * dim + i] = Math.sin(col * omega);
+      out[p * dim + quarter + i] = Math.cos(col * omega);
+      out[p * dim + 2 * quarter + i] = Math.sin(row * omega);
+      out[p * dim + 3 * quarter + i] = Math.cos(row * omega);
+    }
+  }
+  return out;
+}
+
 /** the default model's tokenizer and processor, from the same files the model folder holds */
 export function defaultModelData(dims: DefaultModelDims = DEFAULT_DIMS): ModelData {
   const enc = new TextEncoder();
@@ -185,6 +213,10 @@ export async function pretrain(
       return [p.name, Float32Array.from(w)];
     }),
   );
+  if (!o.init && o.positionInit === 'sincos-2d') {
+    const name = 'model.vision_model.embeddings.position_embedding.weight';
+    weights.set(name, sincos2d(dims.visionHidden, spec.vision.imageSize / spec.vision.patchSize));
+  }
   const engine = await weightsEngine(rt, spec, weights, dims);
   // two graph shapes: a batch is all single-image rows (B rows of rowLength tokens) or, with probability
   // twoImage, all two-image rows (longer, two images each), so short rows are not padded to the long length

@@ -17,7 +17,17 @@ import { main } from '../../src/node/cli.js';
 import { DEFAULT_MODEL_DIR } from '../../src/node/model-dir.js';
 import { createNodeRuntime } from '../../src/runtime/node.js';
 import { defaultSpec, defaultTokenizerJson } from '../../src/train/default-model.js';
-import { defaultModelData, pretrain } from '../../src/train/pretrain.js';
+import { defaultModelData, pretrain, sincos2d } from '../../src/train/pretrain.js';
+import { mixtureOption, stackLayers } from '../../src/node/shapes-cli.js';
+import { loadCheckpointDir } from '../../src/node/load-dir.js';
+import { loadModelDir } from '../../src/node/model-dir.js';
+import { weightsEngine } from '../../src/train/pretrain.js';
+import { DEFAULT_DIMS } from '../../src/train/default-model.js';
+import { choiceRow } from '../../src/engine/rows.js';
+import { yesNoTokens } from '../../src/eval/yesno.js';
+import { render } from '../../src/data/raster.js';
+import { randomScene } from '../../src/data/world.js';
+import { cli } from '../helpers.js';
 import { promptIds, singleImageMessages } from '../../src/model/prompts.js';
 
 const file = (n: string) => join(DEFAULT_MODEL_DIR, n);
@@ -160,4 +170,64 @@ describe('train-default', () => {
     expect(err.join('')).toMatch(/--stage 2 continues a model: give the stage 1 folder with --init DIR/);
     rmSync(dir, { recursive: true, force: true });
   }, 180_000);
+
+  it('the recipe knobs: --mixture must name known kinds and sum to 1, --position-init is for a fresh start', async () => {
+    expect(mixtureOption('mixture', 'existence=0.6,relation=0.4')).toEqual([
+      ['existence', 0.6],
+      ['relation', 0.4],
+    ]);
+    expect(() => mixtureOption('mixture', 'existence=0.6,relation=0.3')).toThrow(/the shares sum to 0\.9; they must sum to 1/);
+    expect(() => mixtureOption('mixture', 'existance=1')).toThrow(
+      /unknown question kind "existance"; known: describe, existence/,
+    );
+    expect(() => mixtureOption('mixture', 'existence')).toThrow(/"existence" is not kind=share/);
+    expect(() => mixtureOption('mixture', 'where=0.5,where=0.5')).toThrow(/"where" is given twice/);
+    const dir = mkdtempSync(join(tmpdir(), 'vco-default-'));
+    const a = await cli([
+      'train-default',
+      '--stage',
+      '2',
+      '--init',
+      DEFAULT_MODEL_DIR,
+      '--position-init',
+      'sincos-2d',
+      '--out',
+      dir,
+    ]);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--position-init sets a fresh initialisation; with --init the weights come from that folder/);
+    const b = await cli(['train-default', '--stage', '2', '--init', DEFAULT_MODEL_DIR, '--layers', '3', '--out', dir]);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/--layers takes an integer ≥ 4/);
+    expect(existsSync(join(dir, 'config.json'))).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("sincos-2d is MAE's 2-D sin-cos code: column in the first half, row in the second", () => {
+    // dim 8, side 2: ω = 10000^(-i/2) = [1, 0.01]; cell (row 1, column 0) and (row 0, column 1)
+    const e = sincos2d(8, 2);
+    const close = (got: Float32Array, want: number[]) => want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, 6));
+    close(e.subarray(0, 8), [0, 0, 1, 1, 0, 0, 1, 1]);
+    close(e.subarray(8, 16), [Math.sin(1), Math.sin(0.01), Math.cos(1), Math.cos(0.01), 0, 0, 1, 1]);
+    close(e.subarray(16, 24), [0, 0, 1, 1, Math.sin(1), Math.sin(0.01), Math.cos(1), Math.cos(0.01)]);
+    expect(() => sincos2d(6, 2)).toThrow(/multiple of 4/);
+  });
+
+  it('--layers N on --init stacks fresh layers that leave every log-prob as it was (zero output projections)', async () => {
+    const rt = await createNodeRuntime('cpu');
+    const dims = { ...DEFAULT_DIMS, layers: DEFAULT_DIMS.layers + 2 };
+    const stacked = stackLayers(loadCheckpointDir(DEFAULT_MODEL_DIR), dims, 5);
+    expect([...stacked.keys()].filter((k) => k.includes('text_model.layers.5.')).length).toBeGreaterThan(0);
+    expect(stacked.get('model.text_model.layers.5.self_attn.q_proj.weight')!.some((x) => x !== 0)).toBe(true);
+    const deep = await weightsEngine(rt, defaultSpec(dims), stacked, dims);
+    const base = await loadModelDir(rt, DEFAULT_MODEL_DIR);
+    const rows = [0, 1, 2].map((i) =>
+      choiceRow(base, render(randomScene(rng(40 + i))), 'Is there a red circle in the image?', Object.values(yesNoTokens(base))),
+    );
+    const a = await base.engine.scoreRows(rows, 'policy'),
+      b = await deep.scoreRows(rows, 'policy');
+    a.forEach((row, i) => row.forEach((lp, j) => expect(Math.abs(lp[0] - b[i][j][0])).toBeLessThan(1e-5)));
+    await deep.release();
+    await base.engine.release();
+  }, 60_000);
 });
