@@ -6,14 +6,19 @@
  * - relation: 400 training-distribution relation questions (half true), the margin log p(yes) − log p(no)
  *   as a score: AUROC overall, per relation word and per object count, and the mean |margin| (a model that
  *   cannot tell puts both answers near 50%: AUROC 0.5, |margin| near 0).
+ * - two-image: the benchmark's 200 two-image items (`vco-lab eval`'s), accuracy by the edit that separates
+ *   the two images (item i is about an edit of type EDIT_TYPES[i mod 3]).
  *
  *   npx tsx scripts/probe-relation.ts [MODEL_DIR]      (default: models/shapesworld-tiny)
  */
+import { benchmarkSet } from '../src/data/bench.js';
+import { EDIT_TYPES } from '../src/data/edits.js';
 import { randomQA } from '../src/data/language.js';
 import { render } from '../src/data/raster.js';
 import { pick, randomScene, rng } from '../src/data/world.js';
 import { answerRow, choiceRow } from '../src/engine/rows.js';
-import { yesNoTokens } from '../src/eval/yesno.js';
+import { shapesBenchmark } from '../src/eval/shapesworld.js';
+import { yesNoMargins, yesNoTokens } from '../src/eval/yesno.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../src/node/model-dir.js';
 import { createNodeRuntime } from '../src/runtime/node.js';
 
@@ -79,4 +84,20 @@ console.log(
 console.log(
   `  AUROC by objects in the scene: ${[2, 3, 4].map((n) => `${n}: ${auroc(all.filter((i) => items[i].objects === n))}`).join(', ')}`,
 );
+
+// the benchmark's two-image items in its order; benchmarkSet numbers them `two-image-<i>`
+const bench = shapesBenchmark(200),
+  ids = benchmarkSet({ perCategory: 200 }).map((it) => it.id);
+const two = bench.map((it, k) => ({ it, i: Number(ids[k].split('-').pop()) })).filter((x) => x.it.category === 'two-image');
+const twoMargins = await yesNoMargins(
+  m.engine,
+  m,
+  two.map((x) => x.it),
+);
+const byType = EDIT_TYPES.map((type, t) => {
+  const idx = two.map((x, k) => (x.i % EDIT_TYPES.length === t ? k : -1)).filter((k) => k >= 0);
+  const right = idx.filter((k) => twoMargins[k] > 0 === (two[k].it.answer === 'yes')).length;
+  return `${type} ${((100 * right) / idx.length).toFixed(1)}% (n=${idx.length})`;
+});
+console.log(`two-image (the benchmark's ${two.length}) by edit type: ${byType.join(', ')}`);
 await m.engine.release();
