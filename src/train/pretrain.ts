@@ -134,9 +134,10 @@ export const DEFAULT_PRETRAIN: PretrainOptions = DEFAULT_STAGES[0];
 /**
  * MAE's 2-D sin-cos position code (get_2d_sincos_pos_embed): the first half of the dimensions encode the
  * patch's column, the second half its row, each as sin and cos of pos·ω with ω = 10000^(-i/(D/4)).
- * Why it matters here: HF's std-0.02 init leaves the position signal at a few percent of the patch
- * embedding's, and from that start the model never learned where an object is (relation questions stayed at
- * chance through 14000 steps); with this start each image token says which grid cell it is from step 0.
+ * Why it is an option: HF's std-0.02 init leaves the position signal at a few percent of the patch
+ * embedding's (the shipped model's never moved from it), so this start makes each image token say its grid
+ * cell from step 0. Measured (BENCHMARKS.md): it does not by itself make the model read columns sooner;
+ * "where" and relation questions do.
  */
 export function sincos2d(dim: number, side: number): Float32Array<ArrayBuffer> {
   if (dim % 4 !== 0) throw new Error(`sincos2d: the embedding width ${dim} must be a multiple of 4`);
