@@ -11,14 +11,13 @@
  *
  *   npx tsx scripts/probe-relation.ts [MODEL_DIR]      (default: models/shapesworld-tiny)
  */
-import { benchmarkSet } from '../src/data/bench.js';
 import { EDIT_TYPES } from '../src/data/edits.js';
-import { randomQA } from '../src/data/language.js';
+import { RELATIONS, type Relation, randomQA } from '../src/data/language.js';
 import { render } from '../src/data/raster.js';
 import { pick, randomScene, rng } from '../src/data/world.js';
-import { answerRow, choiceRow } from '../src/engine/rows.js';
+import { answerRow } from '../src/engine/rows.js';
 import { shapesBenchmark } from '../src/eval/shapesworld.js';
-import { yesNoMargins, yesNoTokens } from '../src/eval/yesno.js';
+import { type YesNoItem, yesNoMargins } from '../src/eval/yesno.js';
 import { DEFAULT_MODEL_DIR, loadModelDir } from '../src/node/model-dir.js';
 import { createNodeRuntime } from '../src/runtime/node.js';
 
@@ -50,21 +49,21 @@ console.log(
   `${dir}\nwhere (n=${where.n}): row ${pct(where.row)}, column ${pct(where.col)}, cell ${pct(where.cell)}  (chance 25%, 25%, 6.25%)`,
 );
 
-const { yes, no } = yesNoTokens(m);
-const items: { truth: boolean; rel: string; objects: number }[] = [],
-  rows = [];
+const items: { truth: boolean; rel: Relation; objects: number }[] = [],
+  questions: YesNoItem[] = [];
 while (items.length < 400) {
   const s = randomScene(rand, { starYellow: 0.95 }),
     qa = randomQA(s, 'relation', rand, items.length % 2 === 0);
   if (!qa) continue;
+  const answer = qa.answer === 'Yes.' ? 'yes' : 'no';
   items.push({
-    truth: qa.answer === 'Yes.',
-    rel: ['left', 'right', 'above', 'below'].find((r) => qa.question.includes(` ${r} `))!,
+    truth: answer === 'yes',
+    rel: RELATIONS.find((r) => qa.question.includes(` ${r} `))!,
     objects: s.objects.length,
   });
-  rows.push(choiceRow(m, render(s), qa.question, [yes, no]));
+  questions.push({ category: 'relation', image: render(s), question: qa.question, answer });
 }
-const margin = (await m.engine.scoreRows(rows, 'policy', { batch: 32 })).map((x) => x[0][0] - x[1][0]);
+const margin = await yesNoMargins(m.engine, m, questions);
 function auroc(idx: number[]): string {
   const pos = idx.filter((i) => items[i].truth).map((i) => margin[i]),
     neg = idx.filter((i) => !items[i].truth).map((i) => margin[i]);
@@ -79,24 +78,18 @@ console.log(
   `relation (n=${all.length}): accuracy ${(100 * acc).toFixed(1)}%, AUROC ${auroc(all)}, mean |margin| ${meanAbs.toFixed(3)} nats`,
 );
 console.log(
-  `  AUROC by relation: ${['left', 'right', 'above', 'below'].map((r) => `${r} ${auroc(all.filter((i) => items[i].rel === r))}`).join(', ')}`,
+  `  AUROC by relation: ${RELATIONS.map((r) => `${r.split(' ')[0]} ${auroc(all.filter((i) => items[i].rel === r))}`).join(', ')}`,
 );
 console.log(
   `  AUROC by objects in the scene: ${[2, 3, 4].map((n) => `${n}: ${auroc(all.filter((i) => items[i].objects === n))}`).join(', ')}`,
 );
 
-// the benchmark's two-image items in its order; benchmarkSet numbers them `two-image-<i>`
-const bench = shapesBenchmark(200),
-  ids = benchmarkSet({ perCategory: 200 }).map((it) => it.id);
-const two = bench.map((it, k) => ({ it, i: Number(ids[k].split('-').pop()) })).filter((x) => x.it.category === 'two-image');
-const twoMargins = await yesNoMargins(
-  m.engine,
-  m,
-  two.map((x) => x.it),
-);
+// the benchmark's two-image items, each category's in item order (benchmarkSet), so item i is two[i]
+const two = shapesBenchmark(200).filter((it) => it.category === 'two-image');
+const twoMargins = await yesNoMargins(m.engine, m, two);
 const byType = EDIT_TYPES.map((type, t) => {
-  const idx = two.map((x, k) => (x.i % EDIT_TYPES.length === t ? k : -1)).filter((k) => k >= 0);
-  const right = idx.filter((k) => twoMargins[k] > 0 === (two[k].it.answer === 'yes')).length;
+  const idx = two.map((_, i) => i).filter((i) => i % EDIT_TYPES.length === t);
+  const right = idx.filter((i) => twoMargins[i] > 0 === (two[i].answer === 'yes')).length;
   return `${type} ${((100 * right) / idx.length).toFixed(1)}% (n=${idx.length})`;
 });
 console.log(`two-image (the benchmark's ${two.length}) by edit type: ${byType.join(', ')}`);
